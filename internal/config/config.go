@@ -1,0 +1,176 @@
+// Package config fills a binary's configuration struct from the environment, once, at
+// start-up. Each field names its variable and default in struct tags:
+//
+//	type Config struct {
+//		DatabaseURL string        `env:"DATABASE_URL" default:"postgresql://…"`
+//		CacheTTL    time.Duration `env:"CACHE_TTL" default:"300s"`
+//	}
+//
+// Durations accept Go syntax ("250ms", "5m") or a bare integer, read as seconds, so the
+// original project's settings (CACHE_TTL=300) keep working. Booleans accept
+// true/false/1/0/yes/no/on/off like the original's pydantic settings. Lists are
+// comma-separated. Nested structs are walked, so layers can share blocks of settings.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Load fills the struct that dst points to from the environment and the default tags.
+func Load(dst any) error {
+	return load(reflect.ValueOf(dst).Elem(), os.LookupEnv)
+}
+
+func load(v reflect.Value, lookup func(string) (string, bool)) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f, fv := t.Field(i), v.Field(i)
+		name := f.Tag.Get("env")
+		if name == "" {
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Time]() {
+				if err := load(fv, lookup); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		raw, ok := lookup(name)
+		if !ok || raw == "" {
+			raw, ok = f.Tag.Lookup("default")
+		}
+		if !ok {
+			continue
+		}
+		if err := set(fv, raw); err != nil {
+			return fmt.Errorf("config %s=%q: %w", name, raw, err)
+		}
+	}
+	return nil
+}
+
+func set(v reflect.Value, raw string) error {
+	switch v.Interface().(type) {
+	case time.Duration:
+		d, err := ParseDuration(raw)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+		return nil
+	case []string:
+		var items []string
+		for _, s := range strings.Split(raw, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				items = append(items, s)
+			}
+		}
+		v.Set(reflect.ValueOf(items))
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(raw)
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(strings.TrimSpace(raw), 10, 64)
+		if err != nil {
+			return fmt.Errorf("not an integer")
+		}
+		v.SetInt(n)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(strings.TrimSpace(raw), 64)
+		if err != nil {
+			return fmt.Errorf("not a number")
+		}
+		v.SetFloat(f)
+	case reflect.Bool:
+		b, err := parseBool(raw)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	default:
+		return fmt.Errorf("unsupported field type %s", v.Type())
+	}
+	return nil
+}
+
+// ParseDuration reads Go duration syntax, or a bare number as seconds.
+func ParseDuration(raw string) (time.Duration, error) {
+	raw = strings.TrimSpace(raw)
+	if secs, err := strconv.ParseFloat(raw, 64); err == nil {
+		return time.Duration(secs * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil {
+		return 0, fmt.Errorf("not a duration (use seconds or e.g. 250ms)")
+	}
+	return d, nil
+}
+
+func parseBool(raw string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(raw)) {
+	case "1", "true", "yes", "on", "t", "y":
+		return true, nil
+	case "0", "false", "no", "off", "f", "n":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean")
+}
+
+// LogValue returns the settings of a loaded config as slog attributes, for the one start-up
+// log line. Fields tagged secret:"true" are masked, and so are passwords inside URLs.
+func LogValue(cfg any) slog.Value {
+	var attrs []slog.Attr
+	collect(reflect.ValueOf(cfg), &attrs)
+	return slog.GroupValue(attrs...)
+}
+
+func collect(v reflect.Value, attrs *[]slog.Attr) {
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	t := v.Type()
+	for i := range t.NumField() {
+		f, fv := t.Field(i), v.Field(i)
+		name := f.Tag.Get("env")
+		if name == "" {
+			if f.Type.Kind() == reflect.Struct {
+				collect(fv, attrs)
+			}
+			continue
+		}
+		var val any = fv.Interface()
+		switch {
+		case f.Tag.Get("secret") == "true":
+			val = "***"
+		case fv.Kind() == reflect.String:
+			val = MaskURL(fv.String())
+		case fv.Type() == reflect.TypeFor[[]string]():
+			items := make([]string, 0, fv.Len())
+			for _, s := range fv.Interface().([]string) {
+				items = append(items, MaskURL(s))
+			}
+			val = items
+		}
+		*attrs = append(*attrs, slog.Any(name, val))
+	}
+}
+
+// MaskURL hides the password of a URL-looking string; anything else is returned as is.
+func MaskURL(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,201 @@
+// Package httpapi is the HTTP layer every service shares: a chi router with request ids,
+// one structured access-log line per request, panic recovery and a body-size limit; JSON
+// responses; request-body validation with the original's 422 shape; and the one mapping
+// from errors to status codes, so that no driver or host detail ever reaches a client.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+)
+
+// Limits bound what a client may send.
+type Limits struct {
+	MaxBodyBytes  int64 // request body size; larger bodies get 413
+	MaxValueBytes int64 // size of a stored value; larger values get 413
+}
+
+// Options configure NewRouter.
+type Options struct {
+	Layer  string // the layer's name, e.g. "2-read-cache"; logged with every request
+	Logger *slog.Logger
+	Limits Limits
+}
+
+// NewRouter returns a chi router with the shared middleware and JSON 404/405 answers.
+// Middleware order: request id → real IP → access log → recovery → body limit.
+func NewRouter(opts Options) chi.Router {
+	r := chi.NewRouter()
+	r.Use(requestID, middleware.RealIP, accessLog(opts.Layer, opts.Logger), recoverer, limit(opts.Limits), middleware.StripSlashes)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, r, &Error{Status: http.StatusNotFound, Detail: "Not Found"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, r, &Error{Status: http.StatusMethodNotAllowed, Detail: "Method Not Allowed"})
+	})
+	return r
+}
+
+// HandlerFunc handles a request whose success answer is 200 with a JSON body.
+type HandlerFunc func(r *http.Request) (any, error)
+
+// Handle adapts h: its result is written as 200 JSON, its error through the one mapping.
+func Handle(h HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := h(r)
+		if err != nil {
+			WriteError(w, r, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, v)
+	}
+}
+
+// Stats mounts the statistics handler at /cache-stats and at the original's alias paths
+// (e.g. /pool-stats on L1, /stats on L3 to L10): one document, several names.
+func Stats(r chi.Router, h HandlerFunc, aliases ...string) {
+	for _, path := range append([]string{"/cache-stats"}, aliases...) {
+		r.Get(path, Handle(h))
+	}
+}
+
+// WriteJSON writes v as compact JSON with the given status. Non-ASCII is sent as is.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"detail":"Internal server error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// requestID takes X-Request-Id from the client or makes one, puts it in the context and
+// echoes it in the response, so a client can quote it and an operator can find the log line.
+func requestID(next http.Handler) http.Handler {
+	return middleware.RequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(middleware.RequestIDHeader, middleware.GetReqID(r.Context()))
+		next.ServeHTTP(w, r)
+	}))
+}
+
+type ctxKey int
+
+const (
+	infoKey ctxKey = iota
+	limitsKey
+)
+
+// requestInfo carries what a handler learned (its error) to the access-log line.
+type requestInfo struct{ err error }
+
+func infoFrom(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(infoKey).(*requestInfo)
+	return info
+}
+
+func accessLog(layer string, logger *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			info := &requestInfo{}
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), infoKey, info)))
+			status := ww.Status()
+			if status == 0 {
+				status = http.StatusOK
+			}
+			level := slog.LevelInfo
+			switch {
+			case status >= 500:
+				level = slog.LevelError
+			case status >= 400:
+				level = slog.LevelWarn
+			}
+			if !logger.Enabled(r.Context(), level) {
+				return
+			}
+			attrs := []slog.Attr{
+				slog.String("request_id", middleware.GetReqID(r.Context())),
+				slog.String("layer", layer),
+				slog.String("method", r.Method),
+				slog.String("route", routePattern(r)),
+				slog.Int("status", status),
+				slog.Int("bytes", ww.BytesWritten()),
+				slog.Duration("duration", time.Since(start)),
+			}
+			if info.err != nil {
+				attrs = append(attrs, slog.String("error", info.err.Error()))
+			}
+			logger.LogAttrs(r.Context(), level, "request", attrs...)
+		})
+	}
+}
+
+// routePattern is the matched chi pattern (e.g. /read/{key}), never the raw path, so logs
+// and metrics do not grow a label per key.
+func routePattern(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		if p := rc.RoutePattern(); p != "" {
+			return p
+		}
+	}
+	return "unmatched"
+}
+
+// RoutePattern is routePattern for other packages (metrics), read after the handler ran.
+func RoutePattern(r *http.Request) string { return routePattern(r) }
+
+func recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if rec := recover(); rec != nil {
+				if rec == http.ErrAbortHandler {
+					panic(rec)
+				}
+				if info := infoFrom(r.Context()); info != nil {
+					info.err = &panicError{value: rec, stack: debug.Stack()}
+				}
+				WriteJSON(w, http.StatusInternalServerError, map[string]any{"detail": "Internal server error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (p *panicError) Error() string {
+	return "panic: " + slog.AnyValue(p.value).String() + "\n" + string(p.stack)
+}
+
+func limit(l Limits) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if l.MaxBodyBytes > 0 && r.Body != nil {
+				r.Body = http.MaxBytesReader(w, r.Body, l.MaxBodyBytes)
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), limitsKey, l)))
+		})
+	}
+}
+
+func limitsFrom(ctx context.Context) Limits {
+	l, _ := ctx.Value(limitsKey).(Limits)
+	return l
+}

@@ -1,0 +1,161 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Timeouts bound every database call, so that a failing database gives a fast 503.
+type Timeouts struct {
+	ConnectTimeout time.Duration `env:"DB_CONNECT_TIMEOUT" default:"2s"`  // dialing and authenticating one connection
+	QueryTimeout   time.Duration `env:"DB_QUERY_TIMEOUT" default:"2s"`    // getting a connection plus running one statement
+	StartupTimeout time.Duration `env:"DB_STARTUP_TIMEOUT" default:"30s"` // how long start-up waits for the database
+}
+
+// PoolConfig sizes and bounds a pool. The environment names are the original's.
+type PoolConfig struct {
+	Timeouts
+	MinConns int32 `env:"DB_POOL_MIN_SIZE" default:"2"`  // connections kept open
+	MaxConns int32 `env:"DB_POOL_MAX_SIZE" default:"10"` // upper bound on open connections
+}
+
+// ParseConnConfig parses a PostgreSQL URL and applies the settings every connection here
+// shares: a connect timeout and the UTC session time zone (TIMESTAMP columns are UTC).
+func ParseConnConfig(url string, connectTimeout time.Duration) (*pgx.ConnConfig, error) {
+	cc, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	cc.ConnectTimeout = connectTimeout
+	cc.RuntimeParams["timezone"] = "UTC"
+	return cc, nil
+}
+
+// Pool is a pgxpool with the extra numbers /pool-stats reports: how many requests are
+// waiting for a connection right now and for how long connections have been in use.
+type Pool struct {
+	*pgxpool.Pool
+	queryTimeout time.Duration
+	waiting      atomic.Int64
+	usage        atomic.Int64 // nanoseconds connections were held
+}
+
+// NewPool opens a pool (lazily: connections are made on demand and MinConns in the
+// background).
+func NewPool(ctx context.Context, url string, cfg PoolConfig) (*Pool, error) {
+	cc, err := ParseConnConfig(url, cfg.ConnectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig("")
+	if err != nil {
+		return nil, err
+	}
+	pc.ConnConfig = cc
+	pc.MinConns, pc.MaxConns = cfg.MinConns, cfg.MaxConns
+	pc.HealthCheckPeriod = 5 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("create pool: %w", err)
+	}
+	return &Pool{Pool: pool, queryTimeout: cfg.QueryTimeout}, nil
+}
+
+// WithConn acquires a connection (bounded, with the statement, by QueryTimeout), runs fn
+// and releases it.
+func (p *Pool) WithConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, p.queryTimeout)
+	defer cancel()
+	p.waiting.Add(1)
+	c, err := p.Acquire(ctx)
+	p.waiting.Add(-1)
+	if err != nil {
+		return fmt.Errorf("acquire connection: %w", err)
+	}
+	start := time.Now()
+	defer func() {
+		p.usage.Add(int64(time.Since(start)))
+		c.Release()
+	}()
+	return fn(c.Conn())
+}
+
+// PoolStats is the /pool-stats document: the original's four fields, live, plus the
+// pool's own counters.
+type PoolStats struct {
+	PoolSize        int32   `json:"pool_size"`         // open connections (idle + in use + being made)
+	PoolAvailable   int32   `json:"pool_available"`    // idle connections
+	RequestsWaiting int64   `json:"requests_waiting"`  // requests in Acquire right now
+	UsageMs         int64   `json:"usage_ms"`          // total time connections were held
+	InUse           int32   `json:"in_use"`            // connections held by requests
+	MinSize         int32   `json:"min_size"`          // configured DB_POOL_MIN_SIZE
+	MaxSize         int32   `json:"max_size"`          // configured DB_POOL_MAX_SIZE
+	AcquireCount    int64   `json:"acquire_count"`     // successful acquires since start
+	WaitCount       int64   `json:"wait_count"`        // acquires that had to wait for a connection
+	WaitTimeMs      float64 `json:"wait_time_ms"`      // total time spent waiting in those acquires
+	CanceledCount   int64   `json:"canceled_acquires"` // acquires abandoned (timeout or client gone)
+	NewConnsCount   int64   `json:"connections_opened"`
+}
+
+// Stats returns the live pool statistics.
+func (p *Pool) Stats() PoolStats {
+	s := p.Stat()
+	return PoolStats{
+		PoolSize:        s.TotalConns(),
+		PoolAvailable:   s.IdleConns(),
+		RequestsWaiting: p.waiting.Load(),
+		UsageMs:         time.Duration(p.usage.Load()).Milliseconds(),
+		InUse:           s.AcquiredConns(),
+		MinSize:         p.Config().MinConns,
+		MaxSize:         s.MaxConns(),
+		AcquireCount:    s.AcquireCount(),
+		WaitCount:       s.EmptyAcquireCount(),
+		WaitTimeMs:      float64(s.EmptyAcquireWaitTime().Microseconds()) / 1000,
+		CanceledCount:   s.CanceledAcquireCount(),
+		NewConnsCount:   s.NewConnsCount(),
+	}
+}
+
+// Direct opens a new connection for every call and closes it afterwards: no pool. It is
+// L0's lesson, and what each request costs without pooling.
+type Direct struct {
+	config  *pgx.ConnConfig
+	timeout time.Duration
+	opened  atomic.Int64
+}
+
+// NewDirect returns a Direct for the database at url.
+func NewDirect(url string, cfg Timeouts) (*Direct, error) {
+	cc, err := ParseConnConfig(url, cfg.ConnectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	// One round trip per statement: a fresh connection has no prepared-statement cache to reuse.
+	cc.DefaultQueryExecMode = pgx.QueryExecModeExec
+	return &Direct{config: cc, timeout: cfg.QueryTimeout}, nil
+}
+
+// WithConn connects, runs fn and closes the connection.
+func (d *Direct) WithConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, d.config)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	d.opened.Add(1)
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+		defer ccancel()
+		_ = conn.Close(cctx)
+	}()
+	return fn(conn)
+}
+
+// Opened is the number of connections opened since start.
+func (d *Direct) Opened() int64 { return d.opened.Load() }

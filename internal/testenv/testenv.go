@@ -1,0 +1,188 @@
+// Package testenv gives tests real PostgreSQL and Redis servers, isolated per test.
+//
+// The shared servers come from the environment, set by scripts/test.sh after it started a
+// throw-away stack:
+//
+//	DBLAYERS_TEST_PG_URL        superuser URL of a PostgreSQL server; each test gets a new database
+//	DBLAYERS_TEST_REDIS_URL     a Redis server with many databases; each test gets its own DB number
+//	DBLAYERS_TEST_PG_BIN        PostgreSQL's bin directory, for tests that start private clusters
+//	DBLAYERS_TEST_REDIS_SERVER  the redis-server binary, for tests that start private servers
+//
+// Fault tests stop and restart real processes, so they start private servers of their own
+// (StartPostgres, StartRedis). Nothing here touches a developer's running stack.
+//
+// When a backend is missing the test is skipped, except under CI=true, where it fails:
+// CI must never pass by skipping.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// Environment variable names.
+const (
+	EnvPostgresURL = "DBLAYERS_TEST_PG_URL"
+	EnvRedisURL    = "DBLAYERS_TEST_REDIS_URL"
+	EnvPostgresBin = "DBLAYERS_TEST_PG_BIN"
+	EnvRedisServer = "DBLAYERS_TEST_REDIS_SERVER"
+)
+
+// redisDatabases is how many databases the test Redis is started with (databases 4096).
+const redisDatabases = 4096
+
+// Missing skips t, or fails it under CI=true.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...) + " (run the tests with scripts/test.sh)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal("CI=true and a test backend is missing: " + msg)
+	}
+	t.Skip(msg)
+}
+
+// PostgresURL creates an empty database for t on the shared test server and returns its
+// URL. The database is dropped when t ends.
+func PostgresURL(t testing.TB) string {
+	t.Helper()
+	admin := os.Getenv(EnvPostgresURL)
+	if admin == "" {
+		Missing(t, "%s is not set", EnvPostgresURL)
+	}
+	return createDatabase(t, admin)
+}
+
+// createDatabase makes a database named after t on the server of adminURL.
+func createDatabase(t testing.TB, adminURL string) string {
+	t.Helper()
+	name := DatabaseName(t)
+	exec := func(sql string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, adminURL)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	if err := exec(`CREATE DATABASE "` + name + `"`); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := exec(`DROP DATABASE IF EXISTS "` + name + `" WITH (FORCE)`); err != nil {
+			t.Logf("drop test database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		t.Fatalf("parse %s: %v", EnvPostgresURL, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// DatabaseName is a unique, readable database name for t (at most 63 bytes).
+func DatabaseName(t testing.TB) string {
+	base := unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	if len(base) > 40 {
+		base = base[len(base)-40:]
+	}
+	return "t_" + strings.Trim(base, "_") + "_" + randomHex(4)
+}
+
+// RedisURL returns the URL of a Redis database of t's own on the shared test server. The
+// database is flushed when t ends.
+func RedisURL(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv(EnvRedisURL)
+	if base == "" {
+		Missing(t, "%s is not set", EnvRedisURL)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	opt, err := redis.ParseURL(base)
+	if err != nil {
+		t.Fatalf("parse %s: %v", EnvRedisURL, err)
+	}
+	admin := redis.NewClient(opt)
+	defer admin.Close()
+	n, err := admin.Incr(ctx, "dblayers:testenv:next-db").Result()
+	if err != nil {
+		t.Fatalf("allocate a Redis database: %v", err)
+	}
+	db := 1 + int(n-1)%(redisDatabases-1)
+	u, _ := url.Parse(base)
+	u.Path = "/" + strconv.Itoa(db)
+	t.Cleanup(func() {
+		o := *opt
+		o.DB = db
+		c := redis.NewClient(&o)
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.FlushDB(ctx).Err()
+	})
+	return u.String()
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitFor polls cond every 20 ms until it returns true or timeout passes, and fails t then.
+// It is how tests wait for something asynchronous: never a bare sleep.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitPort(port int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("port %d not open after %s: %w", port, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
