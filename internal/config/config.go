@@ -25,8 +25,10 @@ import (
 
 // Load fills the struct that dst points to from the environment and the default tags.
 func Load(dst any) error {
-	return load(reflect.ValueOf(dst).Elem(), os.LookupEnv)
+	return load(reflectValue(dst), os.LookupEnv)
 }
+
+func reflectValue(dst any) reflect.Value { return reflect.ValueOf(dst).Elem() }
 
 func load(v reflect.Value, lookup func(string) (string, bool)) error {
 	t := v.Type()

@@ -1,0 +1,65 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type inner struct {
+	Size int32 `env:"SIZE" default:"10"`
+}
+
+type sample struct {
+	URL     string        `env:"URL" default:"postgres://u:pw@h/db"`
+	TTL     time.Duration `env:"TTL" default:"300"`
+	Enabled bool          `env:"ENABLED" default:"true"`
+	Ratio   float64       `env:"RATIO" default:"0.5"`
+	List    []string      `env:"LIST" default:"a, b,,c"`
+	Key     string        `env:"KEY" default:"dev-key" secret:"true"`
+	NoDef   int           `env:"NODEF"`
+	Inner   inner
+}
+
+func loadFrom(t *testing.T, env map[string]string) (sample, error) {
+	t.Helper()
+	var s sample
+	err := load(reflectValue(&s), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	return s, err
+}
+
+func TestDefaults(t *testing.T) {
+	s, err := loadFrom(t, nil)
+	require.NoError(t, err)
+	assert.Equal(t, sample{URL: "postgres://u:pw@h/db", TTL: 300 * time.Second, Enabled: true, Ratio: 0.5,
+		List: []string{"a", "b", "c"}, Key: "dev-key", Inner: inner{Size: 10}}, s)
+}
+
+func TestEnvironmentWins(t *testing.T) {
+	s, err := loadFrom(t, map[string]string{"TTL": "250ms", "ENABLED": "off", "SIZE": "3", "NODEF": "7", "URL": "x"})
+	require.NoError(t, err)
+	assert.Equal(t, 250*time.Millisecond, s.TTL)
+	assert.False(t, s.Enabled)
+	assert.Equal(t, int32(3), s.Inner.Size)
+	assert.Equal(t, 7, s.NoDef)
+	assert.Equal(t, "x", s.URL)
+}
+
+func TestBadValuesNameTheVariable(t *testing.T) {
+	for env, want := range map[string]string{"TTL": "config TTL", "ENABLED": "config ENABLED", "SIZE": "config SIZE", "RATIO": "config RATIO"} {
+		_, err := loadFrom(t, map[string]string{env: "zzz"})
+		assert.ErrorContains(t, err, want)
+	}
+}
+
+func TestLogValueMasksSecrets(t *testing.T) {
+	s, err := loadFrom(t, nil)
+	require.NoError(t, err)
+	out := LogValue(s).String()
+	assert.NotContains(t, out, "pw")
+	assert.NotContains(t, out, "dev-key")
+	assert.Contains(t, out, "postgres://u:xxxxx@h/db")
+	assert.Equal(t, "redis://h:6379", MaskURL("redis://h:6379"))
+}
