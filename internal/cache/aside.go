@@ -4,11 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,14 +28,12 @@ import (
 // by a later reader, and does not fill. If the delete after a commit fails (Redis
 // unreachable), the key is remembered and no read uses the cache until those deletes have
 // been delivered, so a stale copy that survived the outage is never served.
+//
+// The lease mechanics live in Leased, which other layers use to cache other values.
 type Aside struct {
-	rdb    redis.UniversalClient
-	next   record.Store
-	ttl    time.Duration
-	logger *slog.Logger
-
-	hits, misses atomic.Int64
-	pending      pendingKeys
+	rdb  redis.UniversalClient
+	next record.Store
+	fill *Leased[record.Record]
 }
 
 var _ record.Store = (*Aside)(nil)
@@ -49,13 +43,13 @@ const leaseTTL = 10 * time.Second
 
 // NewAside returns cache-aside over next, keeping entries for ttl.
 func NewAside(rdb redis.UniversalClient, next record.Store, ttl time.Duration, logger *slog.Logger) *Aside {
-	return &Aside{rdb: rdb, next: next, ttl: ttl, logger: logger, pending: pendingKeys{keys: map[string]struct{}{}}}
+	return &Aside{rdb: rdb, next: next, fill: NewLeased[record.Record](rdb, ttl, logger)}
 }
 
 // CacheKey is the Redis key of a cached record, as in the original: record:{key}.
 func CacheKey(key string) string { return "record:" + key }
 
-func leaseKey(key string) string { return "lease:record:" + key }
+func leaseKey(key string) string { return LeaseKey(CacheKey(key)) }
 
 // fillScript sets KEYS[1] to ARGV[2] for ARGV[3] ms if KEYS[2] (the lease) still holds
 // ARGV[1], and drops the lease.
@@ -82,40 +76,9 @@ func (a *Aside) Get(ctx context.Context, key string) (record.Record, error) {
 
 // Lookup reads key, from the cache when it can. fromCache tells where the record came from.
 func (a *Aside) Lookup(ctx context.Context, key string) (rec record.Record, fromCache bool, err error) {
-	if !a.pending.deliver(ctx, a.rdb) {
-		a.misses.Add(1)
-		rec, err = a.next.Get(ctx, key)
-		return rec, false, err
-	}
-	data, err := a.rdb.Get(ctx, CacheKey(key)).Bytes()
-	if err == nil {
-		if json.Unmarshal(data, &rec) == nil {
-			a.hits.Add(1)
-			return rec, true, nil
-		}
-	}
-	a.misses.Add(1)
-	cacheUp := err == nil || errors.Is(err, redis.Nil)
-	var token string
-	if cacheUp {
-		token = newToken()
-		if a.rdb.Set(ctx, leaseKey(key), token, leaseTTL).Err() != nil {
-			token = ""
-		}
-	}
-	rec, err = a.next.Get(ctx, key)
-	if token == "" {
-		return rec, false, err
-	}
-	if err != nil {
-		_ = releaseScript.Run(ctx, a.rdb, []string{leaseKey(key)}, token).Err()
-		return rec, false, err
-	}
-	if data, err := json.Marshal(rec); err == nil {
-		keys := []string{CacheKey(key), leaseKey(key)}
-		_ = fillScript.Run(ctx, a.rdb, keys, token, data, a.ttl.Milliseconds()).Err()
-	}
-	return rec, false, nil
+	return a.fill.Lookup(ctx, CacheKey(key), func(ctx context.Context) (record.Record, error) {
+		return a.next.Get(ctx, key)
+	})
 }
 
 // Put writes through to the store, then invalidates the cached copy and any fill lease.
@@ -130,12 +93,7 @@ func (a *Aside) Put(ctx context.Context, key, value string) error {
 
 // Invalidate deletes the cached copy of key and its lease; if Redis cannot be reached the
 // key is kept until the delete can be delivered.
-func (a *Aside) Invalidate(ctx context.Context, key string) {
-	if err := a.rdb.Del(ctx, CacheKey(key), leaseKey(key)).Err(); err != nil {
-		a.pending.add(key)
-		a.logger.Warn("cache invalidation deferred", "key", key, "error", err)
-	}
-}
+func (a *Aside) Invalidate(ctx context.Context, key string) { a.fill.Invalidate(ctx, CacheKey(key)) }
 
 // Stats are the cache's counters: this process's hits and misses, and the number of keys
 // in its Redis database.
@@ -151,12 +109,12 @@ type Stats struct {
 // Stats returns the counters; the numeric fields are null while Redis is unreachable, as
 // in the original.
 func (a *Aside) Stats(ctx context.Context) Stats {
-	st := Stats{Pending: int64(a.pending.count.Load())}
+	st := Stats{Pending: a.fill.Pending()}
 	keys, err := a.rdb.DBSize(ctx).Result()
 	if err != nil {
 		return st
 	}
-	hits, misses := a.hits.Load(), a.misses.Load()
+	hits, misses := a.fill.Counts()
 	rate := HitRate(hits, misses)
 	st.Available, st.Hits, st.Misses, st.Keys, st.HitRate = true, &hits, &misses, &keys, &rate
 	return st
@@ -174,40 +132,4 @@ func newToken() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// pendingKeys are keys whose invalidation could not be delivered.
-type pendingKeys struct {
-	count atomic.Int32
-	mu    sync.Mutex
-	keys  map[string]struct{}
-}
-
-func (p *pendingKeys) add(key string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.keys[key] = struct{}{}
-	p.count.Store(int32(len(p.keys)))
-}
-
-// deliver sends the pending deletes, if any, and reports whether the cache may be used.
-func (p *pendingKeys) deliver(ctx context.Context, rdb redis.UniversalClient) bool {
-	if p.count.Load() == 0 {
-		return true
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.keys) == 0 {
-		return true
-	}
-	keys := make([]string, 0, 2*len(p.keys))
-	for k := range p.keys {
-		keys = append(keys, CacheKey(k), leaseKey(k))
-	}
-	if err := rdb.Del(ctx, keys...).Err(); err != nil {
-		return false
-	}
-	clear(p.keys)
-	p.count.Store(0)
-	return true
 }

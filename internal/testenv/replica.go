@@ -1,0 +1,97 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ReplicationRole is the role StartReplica's replicas connect as: it may replicate and log
+// in, nothing else (not a superuser).
+const ReplicationRole = "replicator"
+
+// PrimarySettings are the postgresql.conf lines a primary needs for StartReplica: pass them
+// to StartPostgres (PGOptions.Settings).
+func PrimarySettings() []string {
+	return []string{
+		"wal_level = replica",
+		"max_wal_senders = 10",
+		"max_replication_slots = 10",
+		"hot_standby = on",
+	}
+}
+
+// StartReplica makes a hot-standby streaming replica of primary (started with
+// PrimarySettings) on a free port: pg_basebackup -R as ReplicationRole (created on the
+// primary if missing) with a new physical replication slot named slot, so the primary keeps
+// the WAL the replica has not received yet. Stop and Start keep the clone: a restarted
+// replica resumes streaming from its slot. It is stopped and removed when t ends.
+func StartReplica(t testing.TB, primary *PGServer, slot string) *PGServer {
+	t.Helper()
+	primary.Exec(t, "postgres", `DO $$ BEGIN
+		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '`+ReplicationRole+`') THEN
+			CREATE ROLE `+ReplicationRole+` WITH REPLICATION LOGIN;
+		END IF;
+	END $$`)
+	dir, err := os.MkdirTemp("", "dbl-pgr-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &PGServer{Port: FreePort(t), Dir: filepath.Join(dir, "data"), bin: primary.bin}
+	t.Cleanup(func() {
+		_ = s.pgctl("stop", "-m", "immediate")
+		os.RemoveAll(dir)
+	})
+	asPostgres(t, dir)
+	out, err := s.command("pg_basebackup", "-h", "127.0.0.1", "-p", fmt.Sprint(primary.Port), "-U", ReplicationRole,
+		"-D", s.Dir, "-R", "-C", "-S", slot, "-X", "stream", "-c", "fast", "--no-sync").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_basebackup: %v\n%s", err, out)
+	}
+	// The clone carries the primary's postgresql.conf; later lines win.
+	conf := fmt.Sprintf("\n# replica\nport = %d\nunix_socket_directories = '%s'\nhot_standby = on\n", s.Port, s.Dir)
+	f, err := os.OpenFile(filepath.Join(s.Dir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString(conf)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start(t)
+	return s
+}
+
+// Exec runs sql in database db as the superuser and fails t on error.
+func (s *PGServer) Exec(t testing.TB, db, sql string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.URL(db))
+	if err != nil {
+		t.Fatalf("connect to %s: %v", db, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("exec %q: %v", sql, err)
+	}
+}
+
+// PauseReplay stops a replica applying WAL (pg_wal_replay_pause): it keeps receiving, and
+// its data stays as it is, so its lag grows with every write on the primary.
+func (s *PGServer) PauseReplay(t testing.TB) {
+	t.Helper()
+	s.Exec(t, "postgres", "SELECT pg_wal_replay_pause()")
+}
+
+// ResumeReplay lets a paused replica apply WAL again.
+func (s *PGServer) ResumeReplay(t testing.TB) {
+	t.Helper()
+	s.Exec(t, "postgres", "SELECT pg_wal_replay_resume()")
+}

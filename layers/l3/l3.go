@@ -1,0 +1,241 @@
+// Package l3 is layer 3: reads spread over PostgreSQL streaming replicas, writes to their
+// primary, and the Redis read cache of L2 in front — without the original's stale reads.
+// A read of a key this service wrote is answered only by a server that has replayed that
+// write, and only such answers fill the cache (internal/replica, README.md).
+package l3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dblayers/dblayers/internal/cache"
+	"github.com/dblayers/dblayers/internal/httpapi"
+	"github.com/dblayers/dblayers/internal/pgstore"
+	"github.com/dblayers/dblayers/internal/record"
+	"github.com/dblayers/dblayers/internal/replica"
+)
+
+// Layer is the health "layer" string.
+const Layer = "3-read-replicas"
+
+// WriteMessage is the message of a successful write.
+const WriteMessage = "Data written successfully to primary"
+
+// Config is L3's environment. The replicas are REPLICA_DATABASE_URLS when it is set, else
+// the original's single REPLICA_DATABASE_URL.
+type Config struct {
+	Server      httpapi.ServerConfig
+	PrimaryURL  string             `env:"PRIMARY_DATABASE_URL" default:"postgresql://dbuser:dbpassword@localhost:5435/appdb"`
+	ReplicaURL  string             `env:"REPLICA_DATABASE_URL" default:"postgresql://dbuser:dbpassword@localhost:5436/appdb"`
+	ReplicaURLs []string           `env:"REPLICA_DATABASE_URLS"` // comma-separated; replaces REPLICA_DATABASE_URL
+	RedisURL    string             `env:"REDIS_URL" default:"redis://localhost:6380"`
+	CacheTTL    time.Duration      `env:"CACHE_TTL" default:"300s"` // how long a cached record lives
+	Pool        pgstore.PoolConfig // each server's pool: DB_POOL_MIN_SIZE/MAX_SIZE, timeouts
+	Replicas    replica.Config     // lag bounds, check interval, read-your-writes memory
+}
+
+// replicaURLs returns the replica URLs the configuration names.
+func (c Config) replicaURLs() []string {
+	if len(c.ReplicaURLs) > 0 {
+		return c.ReplicaURLs
+	}
+	return []string{c.ReplicaURL}
+}
+
+// Service is a running L3.
+type Service struct {
+	rdb          *redis.Client
+	primary      *pgstore.Pool
+	primaryDB    *pgstore.Store // for /health
+	replicaPools []*pgstore.Pool
+	balancer     *replica.Balancer
+	store        *replica.Store
+	cache        *cache.Leased[record.Record]
+	handler      http.Handler
+}
+
+// New connects to the primary (required: the records table is created there and reaches
+// the replicas by replication), the replicas (optional: reads fall back to the primary) and
+// Redis (optional: reads go to the databases), and starts the replica health checks.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err error) {
+	s := &Service{}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.rdb, err = cache.NewRedis(cfg.RedisURL); err != nil {
+		return nil, err
+	}
+	if s.primary, err = pgstore.NewPool(ctx, cfg.PrimaryURL, cfg.Pool); err != nil {
+		return nil, fmt.Errorf("primary: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, cfg.Pool.StartupTimeout)
+	defer cancel()
+	if err := pgstore.EnsureSchema(sctx, s.primary, pgstore.Schema); err != nil {
+		return nil, err
+	}
+	s.primaryDB = pgstore.NewStore(s.primary)
+	var replicas []*replica.Replica
+	for i, url := range cfg.replicaURLs() {
+		pool, err := pgstore.NewPool(ctx, url, cfg.Pool)
+		if err != nil {
+			return nil, fmt.Errorf("replica %d: %w", i+1, err)
+		}
+		s.replicaPools = append(s.replicaPools, pool)
+		replicas = append(replicas, replica.NewReplica(fmt.Sprint("replica-", i+1), pool))
+	}
+	s.balancer = replica.NewBalancer(ctx, s.primary, replicas, cfg.Replicas, logger)
+	s.store = replica.NewStore(s.primary, s.balancer, replica.NewTracker(cfg.Replicas.TrackWrites, cfg.Replicas.TrackTTL), logger)
+	s.cache = cache.NewLeased[record.Record](s.rdb, cfg.CacheTTL, logger)
+
+	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
+	r.Post("/write", httpapi.Handle(s.write))
+	r.Get("/read/{key}", httpapi.Handle(s.read))
+	r.Get("/health", httpapi.Handle(s.health))
+	httpapi.Stats(r, s.stats, "/stats")
+	s.handler = r
+	return s, nil
+}
+
+// Handler is the HTTP API.
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// Close stops the health checks, closes Redis, then the pools.
+func (s *Service) Close() {
+	if s.balancer != nil {
+		s.balancer.Close()
+	}
+	if s.rdb != nil {
+		s.rdb.Close()
+	}
+	for _, p := range s.replicaPools {
+		p.Close()
+	}
+	if s.primary != nil {
+		s.primary.Close()
+	}
+}
+
+func (s *Service) write(r *http.Request) (any, error) {
+	req, _, err := httpapi.DecodeWrite(r)
+	if err != nil {
+		return nil, err
+	}
+	err = s.store.Put(r.Context(), req.Key, req.Value)
+	// Invalidate even after a failed write: it may have committed before the failure.
+	s.cache.Invalidate(r.Context(), cache.CacheKey(req.Key))
+	if err != nil {
+		return nil, err
+	}
+	return httpapi.WriteResponse{Success: true, Key: req.Key, Message: WriteMessage}, nil
+}
+
+// ReadResponse adds where the record came from: the cache, else a replica or the primary.
+type ReadResponse struct {
+	httpapi.ReadFields
+	FromCache   bool `json:"from_cache"`
+	FromReplica bool `json:"from_replica"`
+}
+
+// read looks in the cache, and on a miss reads through the replica store, whose answer is
+// at least as new as this service's last acknowledged write of the key; the cache's fill
+// lease keeps a read that raced with a write from filling the cache afterwards.
+func (s *Service) read(r *http.Request) (any, error) {
+	key, err := httpapi.PathKey(r)
+	if err != nil {
+		return nil, err
+	}
+	var src replica.Source
+	rec, fromCache, err := s.cache.Lookup(r.Context(), cache.CacheKey(key), func(ctx context.Context) (record.Record, error) {
+		rec, from, err := s.store.Read(ctx, key)
+		src = from
+		return rec, err
+	})
+	if errors.Is(err, record.ErrNotFound) {
+		return ReadResponse{ReadFields: httpapi.NotFound(key, httpapi.MsgKeyNotFound), FromReplica: src.FromReplica()}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ReadResponse{ReadFields: httpapi.Found(rec), FromCache: fromCache, FromReplica: src.FromReplica()}, nil
+}
+
+// HealthResponse is /health: the primary checked now, the replicas as the balancer last
+// saw them (every REPLICA_CHECK_INTERVAL), the cache checked now.
+type HealthResponse struct {
+	Status   string            `json:"status"`  // "healthy", or "degraded" while a replica does not serve
+	Layer    string            `json:"layer"`   //
+	Primary  string            `json:"primary"` // "healthy" (else the answer is 503)
+	Replica  string            `json:"replica"` // "healthy" (all serve), "degraded" (some) or "unhealthy" (none)
+	Replicas map[string]string `json:"replicas"`
+	Cache    string            `json:"cache"` // "healthy" or "unavailable"
+}
+
+func (s *Service) health(r *http.Request) (any, error) {
+	if err := s.primaryDB.Ping(r.Context()); err != nil {
+		return nil, httpapi.Unhealthy("Service unhealthy: primary unavailable", err)
+	}
+	h := HealthResponse{Status: "healthy", Layer: Layer, Primary: "healthy", Replicas: map[string]string{}, Cache: "healthy"}
+	serving := 0
+	for _, rep := range s.balancer.Replicas() {
+		st := rep.Status()
+		if st.Serving {
+			serving++
+			h.Replicas[st.Name] = "healthy"
+		} else {
+			h.Replicas[st.Name] = st.Problem
+		}
+	}
+	switch serving {
+	case len(h.Replicas):
+		h.Replica = "healthy"
+	case 0:
+		h.Replica, h.Status = "unhealthy", "degraded"
+	default:
+		h.Replica, h.Status = "degraded", "degraded"
+	}
+	if cache.Ping(r.Context(), s.rdb) != nil {
+		h.Cache = "unavailable"
+	}
+	return h, nil
+}
+
+// StatsResponse is /cache-stats and /stats: the original's fields (cache numbers null while
+// Redis is unreachable; pool sizes are live open connections, the original showed the
+// configured minimum), then the replica store's: primary and per-replica health, lag and
+// reads served, the lag bounds and the read-your-writes memory.
+type StatsResponse struct {
+	CacheAvailable       bool     `json:"cache_available"`
+	CacheHits            *int64   `json:"cache_hits"`
+	CacheMisses          *int64   `json:"cache_misses"`
+	CacheKeys            *int64   `json:"cache_keys"`
+	CacheHitRate         *float64 `json:"cache_hit_rate"` // percent, 0–100
+	InvalidationsPending int64    `json:"invalidations_pending"`
+	PrimaryPoolSize      int32    `json:"primary_pool_size"`
+	ReplicaPoolSize      int32    `json:"replica_pool_size"` // all replicas' pools together
+	replica.Stats
+}
+
+func (s *Service) stats(r *http.Request) (any, error) {
+	st := StatsResponse{
+		InvalidationsPending: s.cache.Pending(),
+		PrimaryPoolSize:      s.primary.Stat().TotalConns(),
+		Stats:                s.store.Stats(),
+	}
+	for _, p := range s.replicaPools {
+		st.ReplicaPoolSize += p.Stat().TotalConns()
+	}
+	if keys, err := s.rdb.DBSize(r.Context()).Result(); err == nil {
+		hits, misses := s.cache.Counts()
+		rate := cache.HitRate(hits, misses)
+		st.CacheAvailable, st.CacheHits, st.CacheMisses, st.CacheKeys, st.CacheHitRate = true, &hits, &misses, &keys, &rate
+	}
+	return st, nil
+}
