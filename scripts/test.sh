@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# test.sh: the project's test command. Starts throw-away backing servers, runs the whole Go test
+# suite against them with the race detector, and removes everything afterwards.
+#
+#   scripts/test.sh [GO-TEST-FLAG...] [-- PACKAGE...]
+#
+#   scripts/test.sh                              go test -race -count=1 -timeout 30m ./...
+#   scripts/test.sh -run TestRead -v             extra flags go to go test (a later -timeout wins)
+#   scripts/test.sh -- ./docker-compose/...      packages after `--` replace ./...
+#
+# From a fresh Debian machine it installs what is missing (PostgreSQL, Redis, a C compiler for
+# -race) with apt-get. The servers run from a `mktemp -d` directory on free ports in 20000-31999,
+# bound to 127.0.0.1, so a running dev stack (.stack, ports 5432-5454/6379-6392/8000-8011) is
+# never touched; the variables a dev shell may point at it are unset for the run. Tests find the
+# servers through:
+#
+#   DBLAYERS_TEST_PG_URL        superuser URL of the PostgreSQL server (tests create databases)
+#   DBLAYERS_TEST_REDIS_URL     redis://127.0.0.1:PORT, 4096 databases, no persistence
+#   DBLAYERS_TEST_PG_BIN        PostgreSQL bin directory (fault tests run private clusters)
+#   DBLAYERS_TEST_REDIS_SERVER  path of redis-server (fault tests run private servers)
+#   DBLAYERS_TEST_MONGO_URL     mongodb://127.0.0.1:PORT/ of a FerretDB (MongoDB wire protocol)
+#   DBLAYERS_TEST_FERRETDB      the FerretDB binary (fault tests run private servers)
+#
+# Exits with go test's status.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$REPO/scripts/lib.sh"
+
+go_flags=(-race -count=1 -timeout 30m)
+packages=(./...)
+while (($#)); do
+	if [[ $1 == -- ]]; then
+		shift
+		(($#)) && packages=("$@")
+		break
+	fi
+	go_flags+=("$1")
+	shift
+done
+
+started=$SECONDS
+work='' pg_port='' redis_port='' mongo_port=''
+gotest_pid=
+setup_done=0
+
+# shellcheck disable=SC2317 # reached through the traps
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [[ -n $gotest_pid ]] && kill -0 "$gotest_pid" 2>/dev/null; then
+		say "stopping go test (pid $gotest_pid)"
+		kill -TERM -- "-$gotest_pid" 2>/dev/null || true
+		wait "$gotest_pid" 2>/dev/null || true
+	fi
+	if [[ -n $work ]]; then
+		if ((!setup_done)); then
+			show_log "$work/pg/log/postgresql.log"
+			show_log "$work/redis/redis.log"
+			show_log "$work/mongo/ferretdb.log"
+		fi
+		pg_stop "$work/pg"
+		redis_stop "$work/redis"
+		ferretdb_stop "$work/mongo"
+		rm -rf "$work"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+command -v go >/dev/null 2>&1 || die "the tests need Go (https://go.dev/dl/)"
+ensure_packages postgres redis cc
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/dblayers-test.XXXXXX")
+chmod 755 "$work" # the postgres OS user must reach the cluster inside
+
+# A throw-away cluster: durability is not wanted here, speed is. md5 still checks the password,
+# but without SCRAM's 4096 key-derivation rounds per connection, which made the tests' bursts
+# of new connections time out on a busy 2-core machine under -race (51 ms against 13 ms each).
+free_port pg_port
+DBL_PG_HOST_AUTH=md5 DBL_PG_SETTINGS="fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 400" pg_init_start test-pg "$pg_port" "$work/pg"
+
+free_port redis_port
+redis_start test-redis "$redis_port" "$work/redis" --databases 4096 --save "" --appendonly no
+
+# The MongoDB-compatible server: FerretDB from tools/ferretdb (its own Go module; MongoDB itself
+# is not in Debian).
+ferretdb_build "$REPO" "$work/bin/ferretdb"
+free_port mongo_port
+ferretdb_start test-ferretdb "$mongo_port" "$work/mongo" "$work/bin/ferretdb"
+
+export DBLAYERS_TEST_PG_URL="postgres://$DBL_PG_USER:$DBL_PG_PASSWORD@127.0.0.1:$pg_port/postgres?sslmode=disable"
+export DBLAYERS_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"
+export DBLAYERS_TEST_MONGO_URL="mongodb://127.0.0.1:$mongo_port/"
+export DBLAYERS_TEST_FERRETDB="$work/bin/ferretdb"
+DBLAYERS_TEST_PG_BIN=$(pg_bindir)
+DBLAYERS_TEST_REDIS_SERVER=$(command -v redis-server)
+export DBLAYERS_TEST_PG_BIN DBLAYERS_TEST_REDIS_SERVER
+
+# The services' own variables (spec "Configuration" tables): a dev shell may point them at the
+# running stack, and no test may reach that.
+unset DATABASE_URL REDIS_URL PRIMARY_DATABASE_URL REPLICA_DATABASE_URL \
+	SHARD_0_URL SHARD_1_URL SHARD_2_URL WRITE_DB_URL READ_DB_URL POSTGRES_URL MONGODB_URL \
+	DB_US_EAST_URL DB_EU_WEST_URL DB_ASIA_PAC_URL CACHE_US_EAST_URL CACHE_EU_WEST_URL \
+	CACHE_ASIA_PAC_URL DB_SHARD1_URL DB_SHARD2_URL CACHE_L1_URL CACHE_L2_URL RATE_LIMITER_URL
+
+setup_done=1
+setup_secs=$((SECONDS - started))
+say "servers ready in ${setup_secs}s: PostgreSQL 127.0.0.1:$pg_port, Redis 127.0.0.1:$redis_port," \
+	"FerretDB 127.0.0.1:$mongo_port ($work)"
+
+# go test runs in its own process group, so that an interrupt can stop it and its test binaries
+# at once (the trap above); a background job plus `wait` lets that trap run at once.
+say "go test ${go_flags[*]} ${packages[*]}"
+exec {out_fd}> >(tee "$work/go-test.log")
+tee_pid=$!
+cd "$REPO"
+setsid go test "${go_flags[@]}" "${packages[@]}" >&"$out_fd" 2>&1 &
+gotest_pid=$!
+rc=0
+wait "$gotest_pid" || rc=$?
+gotest_pid=
+exec {out_fd}>&-
+wait "$tee_pid" 2>/dev/null || true
+
+ok=$(grep -c '^ok ' "$work/go-test.log" || true)
+failed=$(grep -cE '^FAIL[[:space:]]' "$work/go-test.log" || true)
+notests=$(grep -c '^? ' "$work/go-test.log" || true)
+failed_tests=$(grep -c -- '--- FAIL:' "$work/go-test.log" || true)
+verdict=PASS
+((rc == 0)) || verdict=FAIL
+echo "test.sh: $verdict (go test exit $rc): packages ok $ok, failed $failed, without tests $notests;" \
+	"failed tests $failed_tests; setup ${setup_secs}s, total $((SECONDS - started))s"
+exit "$rc"

@@ -1,0 +1,148 @@
+// Command ferretdb runs an embedded FerretDB v1 server with its SQLite
+// backend, speaking the MongoDB wire protocol on a loopback address.
+//
+// It exists because MongoDB itself is not packaged in Debian and this
+// project's machines can reach no download site for it, while the code under
+// test talks to MongoDB through the official Go driver. FerretDB translates
+// the MongoDB protocol onto SQLite files in a state directory, so the test
+// runner and the local stack get a real MongoDB-compatible server from one
+// Go build, with no cgo (the SQLite driver, modernc.org/sqlite, is pure Go)
+// and no external service.
+//
+// It lives in its own Go module so that FerretDB's large dependency tree
+// stays out of the main module.
+//
+// Usage:
+//
+//	ferretdb [-listen-addr 127.0.0.1:27017] [-state-dir DIR] [-log-level warn]
+//
+// Once the listener is bound, one line is written to standard output:
+//
+//	ferretdb ready: mongodb://127.0.0.1:27017/
+//
+// so a caller may start it with port 0 and read the chosen address there.
+// It runs until SIGINT or SIGTERM, then closes the listener, waits for open
+// connections to finish, closes the SQLite databases and exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+// demoteResponseDumps lowers FerretDB's multi-line dumps of failed command
+// responses ("Response header: ..." and "Response message: ...") from WARN
+// to INFO. FerretDB logs one for every command that answers ok: 0, which
+// includes the endSessions sent by every driver Disconnect and every
+// NotImplemented error; the client gets those errors anyway, so at the
+// default level they are only noise. -log-level info shows them again.
+type demoteResponseDumps struct{ slog.Handler }
+
+func (h demoteResponseDumps) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn &&
+		(strings.HasPrefix(r.Message, "Response header: ") || strings.HasPrefix(r.Message, "Response message:")) {
+		if !h.Handler.Enabled(ctx, slog.LevelInfo) {
+			return nil
+		}
+		r.Level = slog.LevelInfo
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h demoteResponseDumps) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return demoteResponseDumps{h.Handler.WithAttrs(attrs)}
+}
+
+func (h demoteResponseDumps) WithGroup(name string) slog.Handler {
+	return demoteResponseDumps{h.Handler.WithGroup(name)}
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("ferretdb", flag.ContinueOnError)
+	listenAddr := fs.String("listen-addr", "127.0.0.1:27017", "TCP `host:port` to listen on (port 0 picks a free port)")
+	stateDir := fs.String("state-dir", "ferretdb-state", "`directory` holding the SQLite files (created if missing)")
+	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	logger := slog.New(demoteResponseDumps{slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})})
+
+	sqliteURL, err := prepareStateDir(*stateDir)
+	if err != nil {
+		return err
+	}
+
+	// ferretdb.New binds the listener, so the address is taken (and a busy
+	// port reported) before it returns.
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: *listenAddr},
+		Logger:    logger,
+		Handler:   "sqlite",
+		SQLiteURL: sqliteURL,
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		// Restore default signal handling: a second signal kills at once.
+		stop()
+		logger.Info("shutting down")
+	}()
+
+	fmt.Printf("ferretdb ready: %s\n", f.MongoDBURI())
+
+	return f.Run(ctx)
+}
+
+// prepareStateDir creates dir if needed and returns the SQLite URI for it in
+// the form FerretDB expects: "file:" + absolute directory + "/".
+func prepareStateDir(dir string) (string, error) {
+	if dir == "" {
+		return "", errors.New("-state-dir must not be empty")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("-state-dir: %w", err)
+	}
+	// The directory is passed inside a URI; refuse characters that the URI
+	// parser would read as a query, fragment or escape.
+	if strings.ContainsAny(abs, "?#%") {
+		return "", fmt.Errorf("-state-dir %q: path must not contain '?', '#' or '%%'", abs)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return "", fmt.Errorf("-state-dir: %w", err)
+	}
+	return "file:" + abs + "/", nil
+}
