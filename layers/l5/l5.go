@@ -1,0 +1,212 @@
+// Package l5 is layer 5, a multi-tier cache: an in-process L1 (bounded by size and TTL)
+// over the Redis L2 of layer 2 over the pooled PostgreSQL of layer 1 (L3). Concurrent
+// misses of one key share one database read, writes invalidate L1 on every instance
+// through Redis pub/sub, and /clear-cache clears this layer's keys only (see README.md).
+package l5
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dblayers/dblayers/internal/cache"
+	"github.com/dblayers/dblayers/internal/httpapi"
+	"github.com/dblayers/dblayers/internal/pgstore"
+	"github.com/dblayers/dblayers/internal/record"
+)
+
+// Layer is the health "layer" string.
+const Layer = "5-multi-tier-cache"
+
+// Config is L5's environment.
+type Config struct {
+	Server      httpapi.ServerConfig
+	DatabaseURL string        `env:"DATABASE_URL" default:"postgresql://dbuser:dbpassword@localhost:5445/appdb"`
+	RedisURL    string        `env:"REDIS_URL" default:"redis://localhost:6382"`
+	L1CacheSize int           `env:"L1_CACHE_SIZE" default:"100"` // most records kept in this process's L1
+	L1CacheTTL  time.Duration `env:"L1_CACHE_TTL" default:"60"`   // L1 entry lifetime from its fill (s)
+	L2CacheTTL  time.Duration `env:"L2_CACHE_TTL" default:"300"`  // Redis entry lifetime (s)
+	// L1 entry lifetime while the invalidation subscription is down (s): the staleness
+	// bound across instances when Redis pub/sub cannot deliver.
+	L1DisconnectedTTL time.Duration `env:"L1_CACHE_DISCONNECTED_TTL" default:"1"`
+	// Redis pub/sub channel of L1 invalidations; instances sharing data must share it.
+	// Empty: dblayers:l1-invalidate:db<N>, N being REDIS_URL's database number.
+	InvalidationChannel string `env:"L1_INVALIDATION_CHANNEL"`
+	Pool                pgstore.PoolConfig
+}
+
+// Service is a running L5.
+type Service struct {
+	pool    *pgstore.Pool
+	rdb     *redis.Client
+	db      *pgstore.Store
+	cache   *cache.Tiered
+	handler http.Handler
+}
+
+// New connects to PostgreSQL (required) and Redis (optional: without it reads are served
+// from L1, then PostgreSQL), creates the records table and returns the service.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
+	rdb, err := cache.NewRedis(cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgstore.NewPool(ctx, cfg.DatabaseURL, cfg.Pool)
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, cfg.Pool.StartupTimeout)
+	defer cancel()
+	if err := pgstore.EnsureSchema(sctx, pool, pgstore.Schema); err != nil {
+		pool.Close()
+		rdb.Close()
+		return nil, err
+	}
+	channel := cfg.InvalidationChannel
+	if channel == "" {
+		channel = cache.DefaultChannel(rdb.Options().DB)
+	}
+	db := pgstore.NewStore(pool)
+	// L1 over L2 over L3: the whole layer in one line.
+	tiered, err := cache.NewTiered(cache.NewAside(rdb, db, cfg.L2CacheTTL, logger), rdb, cache.TieredOptions{
+		L1Size: cfg.L1CacheSize, L1TTL: cfg.L1CacheTTL, DisconnectedTTL: cfg.L1DisconnectedTTL,
+		Bus: cache.NewBus(rdb, channel, logger), Render: renderL1, Logger: logger,
+	})
+	if err != nil {
+		pool.Close()
+		rdb.Close()
+		return nil, err
+	}
+	s := &Service{pool: pool, rdb: rdb, db: db, cache: tiered}
+	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
+	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.cache, "Data written successfully")))
+	r.Get("/read/{key}", s.read)
+	r.Get("/health", httpapi.Handle(s.health))
+	r.Post("/clear-cache", httpapi.Handle(s.clear))
+	httpapi.Stats(r, s.stats, "/stats")
+	s.handler = r
+	return s, nil
+}
+
+// Handler is the HTTP API.
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// Close stops the invalidation listener, closes Redis, then the pool.
+func (s *Service) Close() {
+	s.cache.Close()
+	s.rdb.Close()
+	s.pool.Close()
+}
+
+// ReadResponse adds the level that answered: "L1", "L2" or "L3".
+type ReadResponse struct {
+	httpapi.ReadFields
+	CacheLevel cache.Level `json:"cache_level"`
+}
+
+// read answers GET /read/{key}. An L1 hit is sent as the bytes rendered when the entry
+// was first read (renderL1): a hot key costs a map lookup and a write, no encoding.
+func (s *Service) read(w http.ResponseWriter, r *http.Request) {
+	key, err := httpapi.PathKey(r)
+	if err != nil {
+		httpapi.WriteError(w, r, err)
+		return
+	}
+	body, rec, level, err := s.cache.LookupRendered(r.Context(), key)
+	switch {
+	case body != nil:
+		w.Header()["Content-Type"] = contentTypeJSON
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+	case errors.Is(err, record.ErrNotFound):
+		httpapi.WriteJSON(w, http.StatusOK, ReadResponse{ReadFields: httpapi.NotFound(key, httpapi.MsgKeyNotFound), CacheLevel: cache.LevelL3})
+	case err != nil:
+		httpapi.WriteError(w, r, err)
+	default:
+		httpapi.WriteJSON(w, http.StatusOK, ReadResponse{ReadFields: httpapi.Found(rec), CacheLevel: level})
+	}
+}
+
+var contentTypeJSON = []string{"application/json"}
+
+// renderL1 encodes an L1 answer exactly as httpapi.WriteJSON would.
+func renderL1(rec record.Record) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ReadResponse{ReadFields: httpapi.Found(rec), CacheLevel: cache.LevelL1}); err != nil {
+		return nil // cannot happen for these types; a nil body falls back to the slow path
+	}
+	return buf.Bytes()
+}
+
+func (s *Service) health(r *http.Request) (any, error) {
+	if err := s.db.Ping(r.Context()); err != nil {
+		return nil, httpapi.Unhealthy("Service unhealthy: database unavailable", err)
+	}
+	l2 := "healthy"
+	if cache.Ping(r.Context(), s.rdb) != nil {
+		l2 = "unavailable"
+	}
+	return map[string]string{"status": "healthy", "layer": Layer, "database": "healthy", "l1_cache": "healthy", "l2_cache": l2}, nil
+}
+
+// ClearResponse is the answer of POST /clear-cache.
+type ClearResponse struct {
+	Success bool   `json:"success"`
+	Message string `json:"message"`
+}
+
+func (s *Service) clear(r *http.Request) (any, error) {
+	if err := s.cache.Clear(r.Context()); err != nil {
+		return nil, err
+	}
+	return ClearResponse{Success: true, Message: "All caches cleared"}, nil
+}
+
+// Stats is the /stats document: the original's 15 fields, with L1 really working, then
+// what this port adds. Rates are percentages (0–100, two decimals).
+type Stats struct {
+	L1Available    bool    `json:"l1_cache_available"`
+	L1Size         int     `json:"l1_cache_size"`
+	L1MaxSize      int     `json:"l1_cache_max_size"`
+	L1Hits         int64   `json:"l1_cache_hits"`
+	L1Misses       int64   `json:"l1_cache_misses"`
+	L1HitRate      float64 `json:"l1_hit_rate"`
+	L2Available    bool    `json:"l2_cache_available"`
+	L2Keys         int64   `json:"l2_cache_keys"` // record:* keys in Redis
+	L2Hits         int64   `json:"l2_cache_hits"`
+	L2Misses       int64   `json:"l2_cache_misses"`
+	L2HitRate      float64 `json:"l2_hit_rate"`
+	DBPoolSize     int32   `json:"db_pool_size"` // open connections now (the original: the configured minimum)
+	TotalHits      int64   `json:"total_hits"`   // l1 hits + l2 hits
+	TotalMisses    int64   `json:"total_misses"` // l1 misses + l2 misses: a read missing both counts twice
+	OverallHitRate float64 `json:"overall_hit_rate"`
+
+	DBReads             int64 `json:"db_reads"`                   // reads that reached PostgreSQL (shared by concurrent misses)
+	L1InvalidationsRecv int64 `json:"l1_invalidations_received"`  // from other instances
+	L1Subscribed        bool  `json:"l1_invalidation_subscribed"` // other instances' writes reach this L1
+	L2Pending           int64 `json:"l2_invalidations_pending"`   // L2 deletes waiting for Redis
+}
+
+func (s *Service) stats(r *http.Request) (any, error) {
+	st := s.cache.Stats(r.Context())
+	return Stats{
+		L1Available: true, L1Size: st.L1Size, L1MaxSize: st.L1MaxSize,
+		L1Hits: st.L1Hits, L1Misses: st.L1Misses, L1HitRate: cache.HitRate(st.L1Hits, st.L1Misses),
+		L2Available: st.L2Available, L2Keys: st.L2Keys,
+		L2Hits: st.L2Hits, L2Misses: st.L2Misses, L2HitRate: cache.HitRate(st.L2Hits, st.L2Misses),
+		DBPoolSize: s.pool.Stat().TotalConns(),
+		TotalHits:  st.L1Hits + st.L2Hits, TotalMisses: st.L1Misses + st.L2Misses,
+		// The share of reads answered by a cache: every read is an L1 hit or an L1 miss.
+		OverallHitRate: cache.HitRate(st.L1Hits+st.L2Hits, max(0, st.L1Misses-st.L2Hits)),
+		DBReads:        st.DBReads, L1InvalidationsRecv: st.Received, L1Subscribed: st.Subscribed, L2Pending: st.L2Pending,
+	}, nil
+}
