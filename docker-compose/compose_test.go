@@ -56,6 +56,10 @@ type layer struct {
 	apiEnv map[string]string
 	// workers are the layer's background processes besides the api (L7's projector).
 	workers []worker
+	// monitoring are servers that watch the api rather than serve it (L10's Prometheus and
+	// Grafana): checked like backing servers, but the api does not wait for them, and the
+	// local stack does not run them (their ports are not in scripts/stack/lN.sh).
+	monitoring []backing
 }
 
 // worker is a background service of a layer: the api image running another binary, waiting
@@ -134,6 +138,19 @@ var layers = []layer{
 			"CACHE_US_EAST_URL": "cache-us-east", "CACHE_EU_WEST_URL": "cache-eu-west", "CACHE_ASIA_PAC_URL": "cache-asia-pac",
 			"DB_POOL_MIN_SIZE": "", "DB_POOL_MAX_SIZE": "", "REPLICATION_ENABLED": "", "CACHE_TTL": "", "INTER_REGION_LATENCY": ""},
 	},
+	{
+		n: 10,
+		backing: []backing{postgres("db-shard1", 5453), postgres("db-shard2", 5454),
+			redis("cache-l2", 6391), redis("rate-limiter", 6392)},
+		apiEnv: map[string]string{"DB_SHARD1_URL": "db-shard1", "DB_SHARD2_URL": "db-shard2",
+			"CACHE_L2_URL": "cache-l2", "RATE_LIMITER_URL": "rate-limiter", "DB_POOL_MIN_SIZE": "", "DB_POOL_MAX_SIZE": "",
+			"CACHE_TTL": "", "RATE_LIMIT_REQUESTS": "", "RATE_LIMIT_WINDOW": "", "CIRCUIT_BREAKER_THRESHOLD": "",
+			"CIRCUIT_BREAKER_TIMEOUT": "", "AUTH_ENABLED": "", "ENVIRONMENT": "", "ENABLE_METRICS": ""},
+		monitoring: []backing{
+			{service: "prometheus", image: "prom/prometheus:v2.55.1", hostPort: 9090, target: 9090},
+			{service: "grafana", image: "grafana/grafana:11.4.0", hostPort: 3000, target: 3000},
+		},
+	},
 }
 
 const (
@@ -184,6 +201,9 @@ func TestStackFilesMatchComposeFiles(t *testing.T) {
 			require.NoError(t, err)
 			var composePorts []uint32
 			for _, s := range p.Services {
+				if isMonitoring(name, s.Name) {
+					continue // not run by the local stack
+				}
 				for _, port := range s.Ports {
 					published, err := strconv.ParseUint(port.Published, 10, 32)
 					require.NoError(t, err, "service %s publishes %q", s.Name, port.Published)
@@ -409,11 +429,14 @@ func validate(root string, p *types.Project, want layer) []string {
 	for _, w := range want.workers {
 		wantServices = append(wantServices, w.service)
 	}
+	for _, m := range want.monitoring {
+		wantServices = append(wantServices, m.service)
+	}
 	sort.Strings(wantServices)
 	if got := sortedNames(p); !slices.Equal(got, wantServices) {
 		add("services %v, want %v", got, wantServices)
 	}
-	for _, b := range want.backing {
+	for _, b := range append(slices.Clone(want.backing), want.monitoring...) {
 		s, ok := p.Services[b.service]
 		if !ok {
 			continue
@@ -610,6 +633,16 @@ func stackPorts(tb testing.TB, path string) []uint32 {
 	}
 	require.NoError(tb, sc.Err())
 	return ports
+}
+
+// isMonitoring reports whether service is one of the monitoring servers of layer name ("lN").
+func isMonitoring(name, service string) bool {
+	for _, l := range layers {
+		if fmt.Sprintf("l%d", l.n) == name {
+			return slices.ContainsFunc(l.monitoring, func(m backing) bool { return m.service == service })
+		}
+	}
+	return false
 }
 
 func repoRoot(tb testing.TB) string {

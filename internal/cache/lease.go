@@ -19,6 +19,11 @@ import (
 // Aside uses it for records; other layers use it for whatever they cache (L8: documents and
 // per-user transaction lists), each with its own cache keys.
 //
+// One reader at a time holds a key's lease (SET NX): other misses meanwhile read the store
+// and answer without filling. Were a later miss to take the lease over, a stream of
+// overlapping misses on a hot key (loads slower than the gap between requests) would keep
+// invalidating each other's fills, and the key would never be cached while the stream lasts.
+//
 // Values are encoded with encoding/json (without HTML escaping), so T must round-trip
 // through it exactly.
 type Leased[T any] struct {
@@ -62,8 +67,8 @@ func (l *Leased[T]) Lookup(ctx context.Context, cacheKey string, load func(conte
 	var token string
 	if cacheUp {
 		token = newToken()
-		if l.rdb.Set(ctx, LeaseKey(cacheKey), token, leaseTTL).Err() != nil {
-			token = ""
+		if ok, err := l.rdb.SetNX(ctx, LeaseKey(cacheKey), token, leaseTTL).Result(); err != nil || !ok {
+			token = "" // Redis failed, or another reader holds the lease and will fill
 		}
 	}
 	v, err = load(ctx)
@@ -100,6 +105,24 @@ func (l *Leased[T]) Invalidate(ctx context.Context, cacheKey string) {
 	if err := l.rdb.Del(ctx, cacheKey, LeaseKey(cacheKey)).Err(); err != nil {
 		l.pending.add(cacheKey)
 		l.logger.Warn("cache invalidation deferred", "cache_key", cacheKey, "error", err)
+	}
+}
+
+// InvalidateMany is Invalidate for several cache keys at once, in one round trip (one DEL):
+// for a replicated batch of writes, say.
+func (l *Leased[T]) InvalidateMany(ctx context.Context, cacheKeys ...string) {
+	if len(cacheKeys) == 0 {
+		return
+	}
+	keys := make([]string, 0, 2*len(cacheKeys))
+	for _, k := range cacheKeys {
+		keys = append(keys, k, LeaseKey(k))
+	}
+	if err := l.rdb.Del(ctx, keys...).Err(); err != nil {
+		for _, k := range cacheKeys {
+			l.pending.add(k)
+		}
+		l.logger.Warn("cache invalidation deferred", "cache_keys", len(cacheKeys), "error", err)
 	}
 }
 

@@ -122,3 +122,41 @@ func TestLeasedRedisOutage(t *testing.T) {
 	})
 	assert.Equal(t, int64(0), l.Pending())
 }
+
+// Overlapping misses of one key: the first reader's fill lands even though a second reader
+// started loading before it finished (a later miss must not take the lease over, or a stream
+// of overlapping misses on a hot key would never fill it).
+func TestLeasedOverlappingMissesStillFill(t *testing.T) {
+	ctx := context.Background()
+	rdb := newRedis(t, testenv.RedisURL(t))
+	l := cache.NewLeased[string](rdb, time.Minute, slog.Default())
+	blockingLoad := func(started, release chan struct{}) func(context.Context) (string, error) {
+		return func(context.Context) (string, error) {
+			close(started)
+			<-release
+			return "v", nil
+		}
+	}
+	startedA, releaseA, doneA := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		_, _, _ = l.Lookup(ctx, "hot", blockingLoad(startedA, releaseA))
+		close(doneA)
+	}()
+	<-startedA
+	startedB, releaseB, doneB := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		_, _, _ = l.Lookup(ctx, "hot", blockingLoad(startedB, releaseB))
+		close(doneB)
+	}()
+	<-startedB
+
+	close(releaseA)
+	<-doneA
+	assert.Equal(t, int64(1), rdb.Exists(ctx, "hot").Val(), "the first reader filled the cache")
+	close(releaseB)
+	<-doneB
+	v, fromCache, err := l.Lookup(ctx, "hot", func(context.Context) (string, error) { return "", errors.New("not called") })
+	require.NoError(t, err)
+	assert.True(t, fromCache)
+	assert.Equal(t, "v", v)
+}

@@ -1,0 +1,182 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// The MongoDB servers of the tests, set by scripts/test.sh:
+//
+//	DBLAYERS_TEST_MONGO_URL   a MongoDB-compatible server (FerretDB locally); each test gets a database
+//	DBLAYERS_TEST_FERRETDB    a built tools/ferretdb binary, for tests that start private servers
+const (
+	EnvMongoURL = "DBLAYERS_TEST_MONGO_URL"
+	EnvFerretDB = "DBLAYERS_TEST_FERRETDB"
+)
+
+// MongoURL returns the URL of the shared test MongoDB server and a database name of t's
+// own on it (see DatabaseName). The database is dropped when t ends.
+func MongoURL(t testing.TB) (url, database string) {
+	t.Helper()
+	url = os.Getenv(EnvMongoURL)
+	if url == "" {
+		Missing(t, "%s is not set", EnvMongoURL)
+	}
+	database = DatabaseName(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := dropMongoDatabase(ctx, url, database); err != nil {
+			t.Logf("drop test database %s: %v", database, err)
+		}
+	})
+	return url, database
+}
+
+func dropMongoDatabase(ctx context.Context, url, database string) error {
+	client, err := mongo.Connect(options.Client().ApplyURI(url).SetServerSelectionTimeout(5 * time.Second))
+	if err != nil {
+		return err
+	}
+	defer client.Disconnect(context.Background())
+	return client.Database(database).Drop(ctx)
+}
+
+// MongoServer is a private FerretDB (tools/ferretdb: the MongoDB wire protocol over SQLite)
+// that a test can stop and start; its data survives a restart.
+type MongoServer struct {
+	Port int
+	Dir  string // state directory (SQLite files) and log
+	bin  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// StartMongo starts a FerretDB from DBLAYERS_TEST_FERRETDB on a free port with its own
+// state directory (in memory when /dev/shm is there). It is killed, and its state removed,
+// when t ends.
+func StartMongo(t testing.TB) *MongoServer {
+	t.Helper()
+	bin := os.Getenv(EnvFerretDB)
+	if bin == "" {
+		Missing(t, "%s is not set", EnvFerretDB)
+	}
+	dir, err := os.MkdirTemp(memoryDir(), "dbl-ferretdb-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &MongoServer{Port: FreePort(t), Dir: dir, bin: bin}
+	t.Cleanup(func() {
+		s.kill(syscall.SIGKILL, 0)
+		os.RemoveAll(dir)
+	})
+	s.Start(t)
+	return s
+}
+
+// memoryDir is /dev/shm when it is a writable directory (tmpfs), else the default temporary
+// directory. SQLite syncs every commit to disk, which makes FerretDB on a busy disk slow;
+// a throw-away test server needs no durability beyond a process restart.
+func memoryDir() string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() && syscall.Access("/dev/shm", 2) == nil {
+		return "/dev/shm"
+	}
+	return ""
+}
+
+// URL is the server's connection URL.
+func (s *MongoServer) URL() string { return fmt.Sprintf("mongodb://127.0.0.1:%d/", s.Port) }
+
+// Start starts the server on its port and waits until it accepts connections.
+func (s *MongoServer) Start(t testing.TB) {
+	t.Helper()
+	if s.cmd != nil {
+		t.Fatal("start ferretdb: already running")
+	}
+	logFile, err := os.OpenFile(filepath.Join(s.Dir, "ferretdb.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(s.bin, "-listen-addr", "127.0.0.1:"+strconv.Itoa(s.Port), "-state-dir", filepath.Join(s.Dir, "state"))
+	cmd.Stderr = logFile
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start ferretdb: %v", err)
+	}
+	s.cmd, s.done = cmd, make(chan struct{})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		ok := false
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "ferretdb ready: ") && !ok {
+				ok = true
+				ready <- true
+			}
+		}
+		if !ok {
+			ready <- false
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+		_ = cmd.Wait()
+		close(s.done)
+	}()
+	select {
+	case ok := <-ready:
+		if ok {
+			return
+		}
+	case <-time.After(30 * time.Second):
+	}
+	s.kill(syscall.SIGKILL, 0)
+	log, _ := os.ReadFile(filepath.Join(s.Dir, "ferretdb.log"))
+	t.Fatalf("start ferretdb on port %d: not ready\n%s", s.Port, log)
+}
+
+// Stop stops the server the way an operator would (SIGTERM), and waits until it has exited.
+// FerretDB gives open connections up to 3 s to finish; after 5 s it is killed.
+func (s *MongoServer) Stop(t testing.TB) {
+	t.Helper()
+	s.kill(syscall.SIGTERM, 5*time.Second)
+}
+
+// Kill stops the server with SIGKILL, as a crash would.
+func (s *MongoServer) Kill(t testing.TB) {
+	t.Helper()
+	s.kill(syscall.SIGKILL, 0)
+}
+
+// kill sends sig and waits for the exit; after grace it sends SIGKILL.
+func (s *MongoServer) kill(sig syscall.Signal, grace time.Duration) {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(sig)
+	if grace > 0 {
+		select {
+		case <-s.done:
+		case <-time.After(grace):
+			_ = s.cmd.Process.Kill()
+		}
+	}
+	<-s.done
+	s.cmd = nil
+}
