@@ -1,0 +1,68 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// syncBuffer is a bytes.Buffer safe for the flusher goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestBufferedLogLinesArriveWholeAndInOrder(t *testing.T) {
+	var out syncBuffer
+	w := newBufferedWriter(&out)
+	logger := newLogger(w, "info")
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				logger.Info("request", "g", g, "i", i)
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, w.Flush())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	assert.Len(t, lines, 800)
+	for _, l := range lines {
+		assert.True(t, strings.HasPrefix(l, "{") && strings.HasSuffix(l, "}"), "a whole JSON line: %q", l)
+	}
+}
+
+func TestBufferedLogIsFlushedPeriodically(t *testing.T) {
+	var out syncBuffer
+	w := newBufferedWriter(&out)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.flushEvery(ctx, 10*time.Millisecond)
+	newLogger(w, "warn").Warn("hello")
+	newLogger(w, "warn").Info("dropped below the level")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "hello") {
+		require.True(t, time.Now().Before(deadline), "the line was never flushed")
+		time.Sleep(5 * time.Millisecond)
+	}
+	assert.NotContains(t, out.String(), "dropped")
+}
