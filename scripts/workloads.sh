@@ -7,9 +7,9 @@
 #   L8  is exercised through its real endpoints: documents (POST /write/document
 #       {"key","data":{...}}, GET /read/document/{key}) for every key-based test, and
 #       transactions (POST /write/transaction) as a second write test in load-test.sh;
-#   L10 needs its API key (header X-API-Key) and a client id (X-Client-ID) on /write and
-#       /read: the key is $API_KEY, else the API_KEY= of scripts/stack/l10.sh, else the
-#       original's development key; the client id is $CLIENT_ID, default "load-test".
+#   L10 needs an API key (header X-API-Key) on /write and /read: $API_KEY, else the API_KEY=
+#       of scripts/stack/l10.sh, else the original's development key, which L10 accepts in
+#       development mode (the local stack's default, ENVIRONMENT=development).
 # Templates: @KEY@ and @VALUE@ are replaced by the caller's key and value, which may hold
 # loadgen placeholders ({n}, {run}, {key:N}: see `loadgen -h`).
 
@@ -38,20 +38,22 @@ WL_WRITE_BODY=([8]='{"key":"@KEY@","data":{"value":"@VALUE@"}}')
 WL_READ_PATH=([8]=/read/document/@KEY@)
 # Extra write tests of load-test.sh -t write: "NAME METHOD PATH BODY" (BODY may hold spaces).
 WL_EXTRA_WRITE=([8]='write-transaction POST /write/transaction {"user_id":"lt-user-{key:1000}","amount":12.34,"transaction_type":"load-test"}')
-# Headers: "api-key" = X-API-Key and X-Client-ID as above.
+# Headers: "api-key" = X-API-Key as above.
 WL_AUTH=([10]=api-key)
 # Writes applied asynchronously: how to tell from GET /stats that they all were.
 WL_DRAIN=([6]=write-queue [7]=projection)
 # Environment for `scripts/stack.sh up N` in the benchmark: L10's rate limiter would answer
 # 429 to most of a benchmark's requests (that is its job), which would measure the limiter,
-# not the layer; the benchmark raises the limit (a layer file that sets it explicitly wins).
+# not the layer; the benchmark raises the limit (scripts/stack/l10.sh takes it from the
+# environment).
 WL_BENCH_ENV=([10]="RATE_LIMIT_REQUESTS=1000000000")
+WL_BENCH_ENV_WHY=([10]="so that the rate limiter, which counts per API key, admits every request while still running its check")
 # What a reader of the benchmark report must know about a layer's numbers.
 WL_NOTE=(
 	[6]="writes are acknowledged once queued in Redis; the worker applies them to PostgreSQL in the background (the benchmark waits for the queue to drain before each workload)."
 	[7]="writes go to the write database's outbox; reads see them once the projector has applied them (the benchmark waits for the projection to catch up before each workload). Every read also updates read_count in the read database."
 	[8]="key-based workloads use the document store (POST /write/document, GET /read/document/{key}); transactions are not in the benchmark."
-	[10]="requests carry X-API-Key and X-Client-ID; the benchmark brings L10 up with RATE_LIMIT_REQUESTS=1000000000 so that the rate limiter admits every request (it still runs its check)."
+	[10]="requests carry X-API-Key (the development key of the local stack)."
 )
 
 wl_port() { echo $((8000 + $1)); }
@@ -84,7 +86,7 @@ WL_HEADERS=()
 wl_headers() {
 	WL_HEADERS=()
 	if [[ ${WL_AUTH[$1]:-} == api-key ]]; then
-		WL_HEADERS=(-H "X-API-Key: $(wl_api_key)" -H "X-Client-ID: ${CLIENT_ID:-load-test}")
+		WL_HEADERS=(-H "X-API-Key: $(wl_api_key)")
 	fi
 	return 0
 }
