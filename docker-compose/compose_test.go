@@ -138,6 +138,19 @@ var layers = []layer{
 			"CACHE_US_EAST_URL": "cache-us-east", "CACHE_EU_WEST_URL": "cache-eu-west", "CACHE_ASIA_PAC_URL": "cache-asia-pac",
 			"DB_POOL_MIN_SIZE": "", "DB_POOL_MAX_SIZE": "", "REPLICATION_ENABLED": "", "CACHE_TTL": "", "INTER_REGION_LATENCY": ""},
 	},
+	{
+		n: 10,
+		backing: []backing{postgres("db-shard1", 5453), postgres("db-shard2", 5454),
+			redis("cache-l2", 6391), redis("rate-limiter", 6392)},
+		apiEnv: map[string]string{"DB_SHARD1_URL": "db-shard1", "DB_SHARD2_URL": "db-shard2",
+			"CACHE_L2_URL": "cache-l2", "RATE_LIMITER_URL": "rate-limiter", "DB_POOL_MIN_SIZE": "", "DB_POOL_MAX_SIZE": "",
+			"CACHE_TTL": "", "RATE_LIMIT_REQUESTS": "", "RATE_LIMIT_WINDOW": "", "CIRCUIT_BREAKER_THRESHOLD": "",
+			"CIRCUIT_BREAKER_TIMEOUT": "", "AUTH_ENABLED": "", "ENVIRONMENT": "", "ENABLE_METRICS": ""},
+		monitoring: []backing{
+			{service: "prometheus", image: "prom/prometheus:v2.55.1", hostPort: 9090, target: 9090},
+			{service: "grafana", image: "grafana/grafana:11.4.0", hostPort: 3000, target: 3000},
+		},
+	},
 }
 
 const (
