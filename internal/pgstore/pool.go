@@ -2,7 +2,9 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -159,3 +161,49 @@ func (d *Direct) WithConn(ctx context.Context, fn func(*pgx.Conn) error) error {
 
 // Opened is the number of connections opened since start.
 func (d *Direct) Opened() int64 { return d.opened.Load() }
+
+// OpenPool opens a pool for url and creates ddl in its database, waiting up to
+// cfg.StartupTimeout for the database to come up. On error nothing is left open.
+func OpenPool(ctx context.Context, url string, cfg PoolConfig, ddl ...string) (*Pool, error) {
+	pools, err := OpenPools(ctx, []string{url}, []string{"database"}, cfg, ddl...)
+	if err != nil {
+		return nil, err
+	}
+	return pools[0], nil
+}
+
+// OpenPools is OpenPool for several databases at once (shards, regions): all are waited
+// for in parallel within one cfg.StartupTimeout, and errors are labelled with names[i].
+func OpenPools(ctx context.Context, urls, names []string, cfg PoolConfig, ddl ...string) ([]*Pool, error) {
+	pools := make([]*Pool, 0, len(urls))
+	closeAll := func() {
+		for _, p := range pools {
+			p.Close()
+		}
+	}
+	for i, u := range urls {
+		p, err := NewPool(ctx, u, cfg)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%s: %w", names[i], err)
+		}
+		pools = append(pools, p)
+	}
+	sctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
+	defer cancel()
+	errs := make([]error, len(pools))
+	var wg sync.WaitGroup
+	for i, p := range pools {
+		wg.Go(func() {
+			if err := EnsureSchema(sctx, p, ddl...); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", names[i], err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		closeAll()
+		return nil, err
+	}
+	return pools, nil
+}

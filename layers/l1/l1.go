@@ -31,14 +31,8 @@ type Service struct {
 
 // New opens the pool, creates the records table and returns the service.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
-	pool, err := pgstore.NewPool(ctx, cfg.DatabaseURL, cfg.Pool)
+	pool, err := pgstore.OpenPool(ctx, cfg.DatabaseURL, cfg.Pool, pgstore.Schema)
 	if err != nil {
-		return nil, err
-	}
-	sctx, cancel := context.WithTimeout(ctx, cfg.Pool.StartupTimeout)
-	defer cancel()
-	if err := pgstore.EnsureSchema(sctx, pool, pgstore.Schema); err != nil {
-		pool.Close()
 		return nil, err
 	}
 	s := &Service{pool: pool, store: pgstore.NewStore(pool)}

@@ -128,9 +128,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if s.limitRDB, err = cache.NewRedis(cfg.RateLimiterURL); err != nil {
 		return nil, fmt.Errorf("RATE_LIMITER_URL: %w", err)
 	}
-	if s.pools, err = openShards(ctx, []string{cfg.Shard1URL, cfg.Shard2URL}, pgstore.PoolConfig{
+	if s.pools, err = pgstore.OpenPools(ctx, []string{cfg.Shard1URL, cfg.Shard2URL}, shardNames, pgstore.PoolConfig{
 		Timeouts: cfg.Timeouts, MinConns: cfg.PoolMinSize, MaxConns: cfg.PoolMaxSize,
-	}); err != nil {
+	}, pgstore.Schema); err != nil {
 		return nil, err
 	}
 
@@ -222,42 +222,6 @@ func logAuth(logger *slog.Logger, a *auth.Authenticator) {
 	if a.DevMode() {
 		logger.Warn("development mode: the development API key " + auth.DevAPIKey + " is accepted; never run so in production")
 	}
-}
-
-// openShards opens a pool per shard and creates the records table on each, all shards
-// at once, within the startup timeout.
-func openShards(ctx context.Context, urls []string, cfg pgstore.PoolConfig) ([]*pgstore.Pool, error) {
-	pools := make([]*pgstore.Pool, 0, len(urls))
-	closeAll := func() {
-		for _, p := range pools {
-			p.Close()
-		}
-	}
-	for i, u := range urls {
-		p, err := pgstore.NewPool(ctx, u, cfg)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("%s: %w", shardNames[i], err)
-		}
-		pools = append(pools, p)
-	}
-	sctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
-	defer cancel()
-	errs := make([]error, len(pools))
-	var wg sync.WaitGroup
-	for i, p := range pools {
-		wg.Go(func() {
-			if err := pgstore.EnsureSchema(sctx, p, pgstore.Schema); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", shardNames[i], err)
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		closeAll()
-		return nil, err
-	}
-	return pools, nil
 }
 
 // Handler is the HTTP API.

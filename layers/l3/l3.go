@@ -73,13 +73,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	if s.rdb, err = cache.NewRedis(cfg.RedisURL); err != nil {
 		return nil, err
 	}
-	if s.primary, err = pgstore.NewPool(ctx, cfg.PrimaryURL, cfg.Pool); err != nil {
+	if s.primary, err = pgstore.OpenPool(ctx, cfg.PrimaryURL, cfg.Pool, pgstore.Schema); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
-	}
-	sctx, cancel := context.WithTimeout(ctx, cfg.Pool.StartupTimeout)
-	defer cancel()
-	if err := pgstore.EnsureSchema(sctx, s.primary, pgstore.Schema); err != nil {
-		return nil, err
 	}
 	s.primaryDB = pgstore.NewStore(s.primary)
 	var replicas []*replica.Replica

@@ -140,44 +140,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	return s, nil
 }
 
-// openShards opens a pool per shard and creates the records table on each, all shards
-// at once, within cfg.StartupTimeout.
-func openShards(ctx context.Context, urls []string, cfg pgstore.PoolConfig) ([]*pgstore.Pool, error) {
-	pools := make([]*pgstore.Pool, len(urls))
-	closeAll := func() {
-		for _, p := range pools {
-			if p != nil {
-				p.Close()
-			}
-		}
-	}
-	for i, u := range urls {
-		p, err := pgstore.NewPool(ctx, u, cfg)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("shard %d: %w", i, err)
-		}
-		pools[i] = p
-	}
-	sctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
-	defer cancel()
-	errs := make([]error, len(pools))
-	var wg sync.WaitGroup
-	for i, p := range pools {
-		wg.Go(func() {
-			if err := pgstore.EnsureSchema(sctx, p, pgstore.Schema); err != nil {
-				errs[i] = fmt.Errorf("shard %d: %w", i, err)
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		closeAll()
-		return nil, err
-	}
-	return pools, nil
-}
-
 // Handler is the HTTP API.
 func (s *Service) Handler() http.Handler { return s.handler }
 
@@ -360,4 +322,14 @@ func (s *Service) stats(r *http.Request) (any, error) {
 		st.Shards[name] = sh
 	}
 	return st, nil
+}
+
+// openShards opens a pool per shard and creates the records table on each, all shards at
+// once, within cfg.StartupTimeout.
+func openShards(ctx context.Context, urls []string, cfg pgstore.PoolConfig) ([]*pgstore.Pool, error) {
+	names := make([]string, len(urls))
+	for i := range urls {
+		names[i] = fmt.Sprintf("shard %d", i)
+	}
+	return pgstore.OpenPools(ctx, urls, names, cfg, pgstore.Schema)
 }

@@ -57,15 +57,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if err != nil {
 		return nil, err
 	}
-	pool, err := pgstore.NewPool(ctx, cfg.DatabaseURL, cfg.Pool)
+	pool, err := pgstore.OpenPool(ctx, cfg.DatabaseURL, cfg.Pool, pgstore.Schema)
 	if err != nil {
-		rdb.Close()
-		return nil, err
-	}
-	sctx, cancel := context.WithTimeout(ctx, cfg.Pool.StartupTimeout)
-	defer cancel()
-	if err := pgstore.EnsureSchema(sctx, pool, pgstore.Schema); err != nil {
-		pool.Close()
 		rdb.Close()
 		return nil, err
 	}

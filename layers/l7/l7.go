@@ -11,6 +11,7 @@ package l7
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -62,22 +63,12 @@ type Service struct {
 // openDatabases opens both pools and creates both schemas, waiting up to StartupTimeout
 // for the databases to come up.
 func openDatabases(ctx context.Context, cfg Databases) (write, read *pgstore.Pool, err error) {
-	if write, err = pgstore.NewPool(ctx, cfg.WriteDBURL, cfg.Pool); err != nil {
-		return nil, nil, err
+	if write, err = pgstore.OpenPool(ctx, cfg.WriteDBURL, cfg.Pool, cqrs.WriteSchema...); err != nil {
+		return nil, nil, fmt.Errorf("write database: %w", err)
 	}
-	if read, err = pgstore.NewPool(ctx, cfg.ReadDBURL, cfg.Pool); err != nil {
+	if read, err = pgstore.OpenPool(ctx, cfg.ReadDBURL, cfg.Pool, cqrs.ReadSchema...); err != nil {
 		write.Close()
-		return nil, nil, err
-	}
-	sctx, cancel := context.WithTimeout(ctx, cfg.Pool.StartupTimeout)
-	defer cancel()
-	if err = pgstore.EnsureSchema(sctx, write, cqrs.WriteSchema...); err == nil {
-		err = pgstore.EnsureSchema(sctx, read, cqrs.ReadSchema...)
-	}
-	if err != nil {
-		read.Close()
-		write.Close()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("read database: %w", err)
 	}
 	return write, read, nil
 }
