@@ -82,8 +82,9 @@ func (s *stack) start(t *testing.T) {
 	t.Cleanup(s.stop)
 	s.tg = layertest.Target{
 		URL: srv.URL, Layer: l9.Layer, WriteMessage: "Written to US-EAST and replicating to 2 regions",
-		Settle: s.settle,
-		Rows:   func(t testing.TB) int { return layertest.CountRows(t, s.db[geo.USEast], "records") },
+		Settle:       s.settle,
+		Rows:         func(t testing.TB) int { return layertest.CountRows(t, s.db[geo.USEast], "records") },
+		NoTimestamps: true,
 	}
 }
 
