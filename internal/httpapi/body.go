@@ -40,6 +40,11 @@ func DecodeBody(r *http.Request) (*Body, error) {
 		return nil, fmt.Errorf("read body: %w", err)
 	}
 	b := &Body{limits: limitsFrom(r.Context())}
+	// One parse in the common case: a JSON object. Anything else is parsed again below, only
+	// to say precisely what is wrong with it.
+	if err := json.Unmarshal(data, &b.fields); err == nil && b.fields != nil {
+		return b, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var top any
@@ -66,10 +71,7 @@ func DecodeBody(r *http.Request) (*Body, error) {
 			Msg: "Input should be a valid dictionary or object to extract fields from", Input: top,
 		}}}
 	}
-	if err := json.Unmarshal(data, &b.fields); err != nil {
-		return nil, fmt.Errorf("decode body: %w", err)
-	}
-	return b, nil
+	return nil, fmt.Errorf("decode body: unexpected JSON %.20q", data)
 }
 
 func jsonErrorText(err error) string {
