@@ -1,0 +1,247 @@
+// Package l6 is layer 6, write buffering: POST /write appends the write to a Redis Stream
+// and answers as soon as Redis has it; workers (cmd/l6-worker, or inside this process with
+// WORKER_ENABLED) apply the queued writes to PostgreSQL in batches, one statement per
+// batch. Reads see your writes: a key with a queued write reads as that write, other keys
+// through the Redis cache-aside of layer 2. The buffer itself is internal/writequeue; this
+// package wires it to HTTP (see README.md for what survives which crash).
+package l6
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dblayers/dblayers/internal/cache"
+	"github.com/dblayers/dblayers/internal/httpapi"
+	"github.com/dblayers/dblayers/internal/pgstore"
+	"github.com/dblayers/dblayers/internal/record"
+	"github.com/dblayers/dblayers/internal/writequeue"
+)
+
+// Layer is the health "layer" string.
+const Layer = "6-write-buffering"
+
+// WriteMessage is the message of an accepted write.
+const WriteMessage = "Write queued successfully"
+
+// Backends are the settings the API and the worker process share (the original's names
+// and defaults, plus the worker's new knobs in writequeue.WorkerConfig).
+type Backends struct {
+	DatabaseURL string `env:"DATABASE_URL" default:"postgresql://dbuser:dbpassword@localhost:5446/appdb"`
+	RedisURL    string `env:"REDIS_URL" default:"redis://localhost:6383"`
+	QueueName   string `env:"WRITE_QUEUE_NAME" default:"write_queue"` // the stream; its other keys derive from it
+	Pool        pgstore.PoolConfig
+	Worker      writequeue.WorkerConfig
+}
+
+// Config is the API's environment.
+type Config struct {
+	Server httpapi.ServerConfig
+	Backends
+	CacheTTL time.Duration `env:"CACHE_TTL" default:"300s"` // how long a cached record lives
+	// MaxBacklog bounds the writes queued and not yet applied; past it /write answers 503.
+	MaxBacklog int64 `env:"WRITE_QUEUE_MAX_BACKLOG" default:"100000"`
+	// WorkerEnabled runs workers inside the API process too (the original declared this
+	// setting and never read it). The compose file and the stack run cmd/l6-worker instead.
+	WorkerEnabled bool `env:"WORKER_ENABLED" default:"false"`
+}
+
+// Service is a running L6 API.
+type Service struct {
+	cfg     Config
+	pool    *pgstore.Pool
+	rdb     *redis.Client
+	db      *pgstore.Store
+	cache   *cache.Aside
+	queue   *writequeue.Queue
+	store   *writequeue.Store
+	handler http.Handler
+
+	stopWorkers context.CancelFunc
+	workersDone chan struct{}
+}
+
+// New connects to PostgreSQL (required: it creates the schema) and Redis (it may come up
+// later: until then writes and reads answer 503), and starts workers if WorkerEnabled.
+func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
+	rdb, err := cache.NewRedis(cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := openDatabase(ctx, cfg.Backends)
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	queue := writequeue.NewQueue(rdb, cfg.QueueName, cfg.MaxBacklog)
+	if err := writequeue.EnsureGroup(ctx, rdb, queue.Names()); err != nil {
+		logger.Warn("cannot create the queue's consumer group yet; the workers will", "error", err)
+	}
+	db := pgstore.NewStore(pool)
+	aside := cache.NewAside(rdb, db, cfg.CacheTTL, logger)
+	s := &Service{
+		cfg: cfg, pool: pool, rdb: rdb, db: db, cache: aside, queue: queue,
+		store: writequeue.NewStore(queue, aside),
+	}
+	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
+	r.Post("/write", httpapi.Handle(s.write))
+	r.Get("/read/{key}", httpapi.Handle(s.read))
+	r.Get("/health", httpapi.Handle(s.health))
+	httpapi.Stats(r, s.stats, "/stats")
+	s.handler = r
+
+	if cfg.WorkerEnabled {
+		wctx, cancel := context.WithCancel(context.Background())
+		s.stopWorkers, s.workersDone = cancel, make(chan struct{})
+		go func() {
+			defer close(s.workersDone)
+			runWorkers(wctx, rdb, pool, cfg.Backends, logger)
+		}()
+	}
+	return s, nil
+}
+
+// Handler is the HTTP API.
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// Close stops taking writes, lets in-process workers finish their batches, then closes
+// Redis and the pool.
+func (s *Service) Close() {
+	s.queue.Close()
+	if s.stopWorkers != nil {
+		s.stopWorkers()
+		<-s.workersDone
+	}
+	s.rdb.Close()
+	s.pool.Close()
+}
+
+// WriteResponse is the answer of an accepted write.
+type WriteResponse struct {
+	Success bool   `json:"success"`
+	Key     string `json:"key"`
+	Queued  bool   `json:"queued"`
+	Message string `json:"message"`
+}
+
+// write answers once Redis holds the write (appendfsync decides when it is on disk).
+func (s *Service) write(r *http.Request) (any, error) {
+	req, _, err := httpapi.DecodeWrite(r)
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.queue.Enqueue(r.Context(), req.Key, req.Value)
+	switch {
+	case errors.Is(err, writequeue.ErrBacklogFull):
+		return nil, httpapi.Errorf(http.StatusServiceUnavailable,
+			"Write queue is full (%d writes waiting to be applied): try again later", s.queue.MaxBacklog())
+	case err != nil && r.Context().Err() != nil:
+		return nil, r.Context().Err()
+	case err != nil:
+		return nil, record.Unavailable("Queue", err)
+	}
+	return WriteResponse{Success: true, Key: req.Key, Queued: true, Message: WriteMessage}, nil
+}
+
+// ReadResponse adds where the record came from: from_cache (the read cache) as in the
+// original, and buffered: the value is a queued write not yet applied to PostgreSQL.
+type ReadResponse struct {
+	httpapi.ReadFields
+	FromCache bool `json:"from_cache"`
+	Buffered  bool `json:"buffered"`
+}
+
+func (s *Service) read(r *http.Request) (any, error) {
+	key, err := httpapi.PathKey(r)
+	if err != nil {
+		return nil, err
+	}
+	rec, src, err := s.store.Lookup(r.Context(), key)
+	if errors.Is(err, record.ErrNotFound) {
+		return ReadResponse{ReadFields: httpapi.NotFound(key, httpapi.MsgKeyNotFound)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ReadResponse{ReadFields: httpapi.Found(rec), FromCache: src == writequeue.FromCache, Buffered: src == writequeue.FromBuffer}, nil
+}
+
+// HealthResponse is the original's health document plus the running workers.
+type HealthResponse struct {
+	Status      string `json:"status"`
+	Layer       string `json:"layer"`
+	Database    string `json:"database"`
+	Cache       string `json:"cache"`
+	Queue       string `json:"queue"`
+	QueueLength int64  `json:"queue_length"`
+	Workers     int64  `json:"workers"`
+}
+
+// health is 503 when PostgreSQL or the queue's Redis is down: reads need the one, writes
+// the other. No running worker is not unhealthy for the API (writes still queue), but
+// shows as workers: 0.
+func (s *Service) health(r *http.Request) (any, error) {
+	if err := s.db.Ping(r.Context()); err != nil {
+		return nil, httpapi.Unhealthy("Service unhealthy: database unavailable", err)
+	}
+	st, err := s.queue.Stats(r.Context())
+	if err != nil {
+		return nil, httpapi.Unhealthy("Service unhealthy: queue unavailable", err)
+	}
+	return HealthResponse{Status: "healthy", Layer: Layer, Database: "healthy", Cache: "healthy",
+		Queue: "healthy", QueueLength: st.Length, Workers: st.Workers}, nil
+}
+
+// StatsResponse is the original's /stats document with real values, then the queue's
+// health: the numeric fields are null while Redis is unreachable.
+type StatsResponse struct {
+	CacheAvailable  bool     `json:"cache_available"`
+	CacheHits       *int64   `json:"cache_hits"`     // this process
+	CacheMisses     *int64   `json:"cache_misses"`   // this process
+	CacheKeys       *int64   `json:"cache_keys"`     // keys in the Redis database (cache and queue)
+	CacheHitRate    *float64 `json:"cache_hit_rate"` // percent
+	DBPoolSize      int32    `json:"db_pool_size"`   // open connections of this process
+	QueueLength     *int64   `json:"queue_length"`   // writes not yet applied
+	WritesQueued    *int64   `json:"writes_queued"`  // every API process
+	WritesProcessed *int64   `json:"writes_processed"`
+	Pending         *int64   `json:"pending"` // delivered to a worker, not yet acknowledged
+	DeadLettered    *int64   `json:"dead_lettered"`
+	OldestAge       *float64 `json:"oldest_pending_age_seconds"`
+	Workers         *int64   `json:"workers"`
+	MaxBacklog      int64    `json:"max_backlog"`
+}
+
+func (s *Service) stats(r *http.Request) (any, error) {
+	c := s.cache.Stats(r.Context())
+	out := StatsResponse{
+		CacheAvailable: c.Available, CacheHits: c.Hits, CacheMisses: c.Misses, CacheKeys: c.Keys,
+		CacheHitRate: c.HitRate, DBPoolSize: s.pool.Stat().TotalConns(), MaxBacklog: s.queue.MaxBacklog(),
+	}
+	if q, err := s.queue.Stats(r.Context()); err == nil {
+		out.QueueLength, out.WritesQueued, out.WritesProcessed = &q.Length, &q.Queued, &q.Processed
+		out.Pending, out.DeadLettered, out.OldestAge, out.Workers = &q.Pending, &q.DeadLettered, &q.OldestAge, &q.Workers
+	}
+	return out, nil
+}
+
+// openDatabase opens the pool and creates the records table with its version columns,
+// waiting for the database to come up.
+func openDatabase(ctx context.Context, b Backends) (*pgstore.Pool, error) {
+	return pgstore.OpenPool(ctx, b.DatabaseURL, b.Pool, pgstore.Schema, writequeue.Schema)
+}
+
+// runWorkers applies queued writes until ctx ends, then drains.
+func runWorkers(ctx context.Context, rdb redis.UniversalClient, pool *pgstore.Pool, b Backends, logger *slog.Logger) {
+	writequeue.RunWorkers(ctx, rdb, b.QueueName, pool, cacheKeys, b.Worker, logger)
+}
+
+// cacheKeys are the Redis keys that hold key's cached record (and its fill lease), which
+// a worker deletes once it has applied a write of key.
+func cacheKeys(key string) []string {
+	ck := cache.CacheKey(key)
+	return []string{ck, cache.LeaseKey(ck)}
+}
