@@ -16,6 +16,7 @@ import (
 
 	"github.com/dblayers/dblayers/internal/config"
 	"github.com/dblayers/dblayers/internal/cqrs"
+	"github.com/dblayers/dblayers/internal/cqrs/cqrstest"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/testenv"
 )
@@ -136,29 +137,6 @@ func exec(t testing.TB, url, sql string, args ...any) {
 	require.NoError(t, err)
 }
 
-// row is a read-model row as a test compares it.
-type row struct {
-	Key                  string
-	Value                string
-	CreatedAt, UpdatedAt time.Time
-	ReadCount            int
-	WriteCount           int
-}
-
-func snapshot(t testing.TB, url string) []row {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT key, value, created_at, updated_at, read_count, write_count FROM records ORDER BY key`)
-	require.NoError(t, err)
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
-	require.NoError(t, err)
-	return out
-}
-
 // commandsPerKey counts the write side's commands of each key.
 func commandsPerKey(t testing.TB, url string) map[string]int {
 	t.Helper()
@@ -182,7 +160,7 @@ func commandsPerKey(t testing.TB, url string) map[string]int {
 	return out
 }
 
-func writeCounts(rows []row) map[string]int {
+func writeCounts(rows []cqrstest.Row) map[string]int {
 	out := map[string]int{}
 	for _, r := range rows {
 		out[r.Key] = r.WriteCount
@@ -229,7 +207,7 @@ func TestProjectorAppliesEachEventOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "nothing left to apply")
 
-	rows := snapshot(t, e.read.url)
+	rows := cqrstest.ReadModel(t, e.read.url)
 	require.Len(t, rows, 3)
 	for i, r := range rows {
 		assert.Equal(t, fmt.Sprint("k", i), r.Key)
@@ -306,7 +284,7 @@ INSERT INTO outbox (type, key, value, command_id, created_at) SELECT 'RecordCrea
 	})
 
 	keys := map[string]int{}
-	for _, r := range snapshot(t, e.read.url) {
+	for _, r := range cqrstest.ReadModel(t, e.read.url) {
 		keys[r.Key] = r.WriteCount
 	}
 	assert.Equal(t, map[string]int{"a-slow": 1, "a-fast": 1, "b-slow": 1, "b-fast": 1, "c-fast": 1}, keys)
@@ -333,7 +311,7 @@ func TestTwoProjectorsNeverApplyAnEventTwice(t *testing.T) {
 	s := e.waitProjected(t, writers*perWriter)
 	assert.Equal(t, int64(writers*perWriter), s.EventsProjected)
 	assert.Zero(t, s.EventsParked)
-	assert.Equal(t, commandsPerKey(t, e.write.url), writeCounts(snapshot(t, e.read.url)), "write_count equals the commands of each key")
+	assert.Equal(t, commandsPerKey(t, e.write.url), writeCounts(cqrstest.ReadModel(t, e.read.url)), "write_count equals the commands of each key")
 }
 
 // syncBuffer is a log sink tests can read while a projector writes to it.
@@ -377,7 +355,7 @@ INSERT INTO outbox (type, key, value, command_id, created_at) SELECT 'RecordDele
 	assert.Equal(t, poison, s.ParkedIDs[0])
 
 	keys := map[string]int{}
-	for _, r := range snapshot(t, e.read.url) {
+	for _, r := range cqrstest.ReadModel(t, e.read.url) {
 		keys[r.Key] = r.WriteCount
 	}
 	assert.Equal(t, map[string]int{"ok1": 1, "ok2": 1}, keys, "the events after the parked ones are applied")
@@ -427,7 +405,7 @@ func TestReadDatabaseOutageParksNothing(t *testing.T) {
 	s := e.waitProjected(t, 11)
 	assert.Equal(t, int64(11), s.EventsProjected)
 	assert.Zero(t, s.EventsParked)
-	assert.Equal(t, map[string]int{"before": 1, "during0": 5, "during1": 5}, writeCounts(snapshot(t, e.read.url)))
+	assert.Equal(t, map[string]int{"before": 1, "during0": 5, "during1": 5}, writeCounts(cqrstest.ReadModel(t, e.read.url)))
 	assert.Contains(t, logs.String(), "projection resumed")
 }
 
@@ -448,7 +426,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 		_, err := e.model.Read(context.Background(), "k3")
 		require.NoError(t, err)
 	}
-	want := snapshot(t, e.read.url)
+	want := cqrstest.ReadModel(t, e.read.url)
 	require.Len(t, want, 7)
 	require.Equal(t, int64(1), before.EventsParked)
 	ctx := context.Background()
@@ -458,7 +436,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 		res, err := cqrs.Rebuild(ctx, e.outbox, e.read.pool, 7, logger)
 		require.NoError(t, err)
 		assert.Equal(t, cqrs.RebuildResult{Events: 60, Parked: 1, Position: before.Position}, res)
-		assert.Equal(t, want, snapshot(t, e.read.url))
+		assert.Equal(t, want, cqrstest.ReadModel(t, e.read.url))
 		after := e.state(t)
 		assert.Equal(t, before.Position, after.Position)
 		assert.Equal(t, before.EventsProjected, after.EventsProjected)
@@ -472,7 +450,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, int64(2), res.Changed)
 		assert.Equal(t, int64(1), res.Removed)
-		got := snapshot(t, e.read.url)
+		got := cqrstest.ReadModel(t, e.read.url)
 		require.Len(t, got, len(want))
 		for i := range want {
 			if want[i].Key == "k5" {
@@ -487,7 +465,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 		res, err := cqrs.Rebuild(ctx, e.outbox, fresh.pool, 1000, logger)
 		require.NoError(t, err)
 		assert.Equal(t, int64(7), res.Changed)
-		got := snapshot(t, fresh.url)
+		got := cqrstest.ReadModel(t, fresh.url)
 		for i := range want {
 			want[i].ReadCount = 0 // reads are query-side state, not events
 		}
@@ -497,6 +475,6 @@ func TestRebuildEqualsLive(t *testing.T) {
 		e.record(t, cqrs.RecordUpdated, "k2", "after")
 		s := e.waitProjected(t, 62)
 		assert.Equal(t, int64(61), s.EventsProjected)
-		assert.Equal(t, commandsPerKey(t, e.write.url)["k2"], writeCounts(snapshot(t, e.read.url))["k2"])
+		assert.Equal(t, commandsPerKey(t, e.write.url)["k2"], writeCounts(cqrstest.ReadModel(t, e.read.url))["k2"])
 	})
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -108,22 +107,6 @@ func keyOn(t testing.TB, svc *l10.Service, shard, prefix string) string {
 	return ""
 }
 
-// stored returns the value the shard database at url holds for key.
-func stored(t testing.TB, url, key string) (string, bool) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	var v string
-	err = conn.QueryRow(ctx, "SELECT value FROM records WHERE key = $1", key).Scan(&v)
-	if err == pgx.ErrNoRows {
-		return "", false
-	}
-	require.NoError(t, err)
-	return v, true
-}
-
 func TestContract(t *testing.T) {
 	f := start(t)
 	f.tg.WriteMessage = "" // names the shard: checked in TestOriginal
@@ -151,14 +134,14 @@ func TestOriginal(t *testing.T) {
 		r := f.as(t).Write("auth_test", "v")
 		assert.Equal(t, http.StatusUnauthorized, r.Status)
 		assert.Equal(t, map[string]any{"detail": "Invalid API key"}, r.Body)
-		_, ok := stored(t, f.shardURLs[0], "auth_test")
+		_, ok := layertest.StoredValue(t, f.shardURLs[0], "auth_test")
 		assert.False(t, ok, "nothing stored")
 	})
 	t.Run("test_write_with_auth", func(t *testing.T) {
 		r := f.client(t).MustWrite("test1", "value1")
 		assert.Equal(t, map[string]any{"success": true, "key": "test1", "shard": "shard1", "cached": true,
 			"message": "Written to shard1 and cached"}, r.Body)
-		v, ok := stored(t, f.shardURLs[0], "test1")
+		v, ok := layertest.StoredValue(t, f.shardURLs[0], "test1")
 		assert.True(t, ok)
 		assert.Equal(t, "value1", v)
 	})
@@ -195,8 +178,8 @@ func TestOriginal(t *testing.T) {
 			assert.Equal(t, want, f.svc.Owner(key), key)
 		}
 		c.MustWrite("user:123", "alice")
-		_, on2 := stored(t, f.shardURLs[1], "user:123")
-		_, on1 := stored(t, f.shardURLs[0], "user:123")
+		_, on2 := layertest.StoredValue(t, f.shardURLs[1], "user:123")
+		_, on1 := layertest.StoredValue(t, f.shardURLs[0], "user:123")
 		assert.True(t, on2)
 		assert.False(t, on1)
 	})

@@ -72,22 +72,6 @@ func sql(t testing.TB, url, stmt string, args ...any) {
 	require.NoError(t, err)
 }
 
-// holds reports whether the shard database at url has a row for key, and its value.
-func holds(t testing.TB, url, key string) (string, bool) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	var v string
-	err = conn.QueryRow(ctx, "SELECT value FROM records WHERE key = $1", key).Scan(&v)
-	if err == pgx.ErrNoRows {
-		return "", false
-	}
-	require.NoError(t, err)
-	return v, true
-}
-
 // allRows returns every key and value of the shard database at url.
 func allRows(t testing.TB, url string) map[string]string {
 	t.Helper()
@@ -322,7 +306,7 @@ func TestOriginal(t *testing.T) {
 	run("test_write_to_correct_shard", func(t *testing.T, c *layertest.Client) {
 		id := int(c.MustWrite("correct_shard_test", "v").Body["shard_id"].(float64))
 		for i, u := range urls {
-			_, ok := holds(t, u, "correct_shard_test")
+			_, ok := layertest.StoredValue(t, u, "correct_shard_test")
 			assert.Equal(t, i == id, ok, "shard %d", i)
 		}
 	})
@@ -332,7 +316,7 @@ func TestOriginal(t *testing.T) {
 		}
 		for i := range urls {
 			for j, u := range urls {
-				_, ok := holds(t, u, fmt.Sprint("isolation_", i))
+				_, ok := layertest.StoredValue(t, u, fmt.Sprint("isolation_", i))
 				assert.Equal(t, i == j, ok, "isolation_%d on shard %d", i, j)
 			}
 		}
@@ -358,7 +342,7 @@ func TestOriginal(t *testing.T) {
 			c.MustWrite(k, "v")
 		}
 		for _, k := range keys {
-			_, ok := holds(t, urls[0], k)
+			_, ok := layertest.StoredValue(t, urls[0], k)
 			assert.True(t, ok, k)
 		}
 	})

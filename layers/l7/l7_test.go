@@ -23,6 +23,7 @@ import (
 
 	"github.com/dblayers/dblayers/internal/config"
 	"github.com/dblayers/dblayers/internal/cqrs"
+	"github.com/dblayers/dblayers/internal/cqrs/cqrstest"
 	"github.com/dblayers/dblayers/internal/layertest"
 	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/layers/l7"
@@ -561,29 +562,6 @@ func TestProjectorKilledDuringBurst(t *testing.T) {
 	}
 }
 
-// row is a read-model row as the rebuild test compares it.
-type row struct {
-	Key                  string
-	Value                string
-	CreatedAt, UpdatedAt time.Time
-	ReadCount            int
-	WriteCount           int
-}
-
-func readModel(t testing.TB, url string) []row {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT key, value, created_at, updated_at, read_count, write_count FROM records ORDER BY key`)
-	require.NoError(t, err)
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
-	require.NoError(t, err)
-	return out
-}
-
 func rebuild(t testing.TB, d dbs) cqrs.RebuildResult {
 	t.Helper()
 	cmd := exec.Command(projectorBinary(t), "-rebuild")
@@ -611,13 +589,13 @@ func TestRebuildEqualsLive(t *testing.T) {
 	}
 	settle(t, tg)
 	c.Read("k2")
-	live := readModel(t, d.read)
+	live := cqrstest.ReadModel(t, d.read)
 	require.Len(t, live, 6)
 
 	res := rebuild(t, d)
 	assert.Equal(t, int64(40), res.Events)
 	assert.Zero(t, res.Changed+res.Removed+res.Parked)
-	assert.Equal(t, live, readModel(t, d.read), "rebuilt in place: unchanged")
+	assert.Equal(t, live, cqrstest.ReadModel(t, d.read), "rebuilt in place: unchanged")
 
 	fresh := dbs{write: d.write, read: testenv.PostgresURL(t)}
 	res = rebuild(t, fresh)
@@ -625,7 +603,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	for i := range live {
 		live[i].ReadCount = 0 // reads are query-side state, not events
 	}
-	assert.Equal(t, live, readModel(t, fresh.read), "rebuilt from scratch: the same rows")
+	assert.Equal(t, live, cqrstest.ReadModel(t, fresh.read), "rebuilt from scratch: the same rows")
 
 	c.MustWrite("k0", "after")
 	settle(t, tg)
