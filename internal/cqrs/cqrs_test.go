@@ -1,7 +1,6 @@
 package cqrs_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -314,29 +313,11 @@ func TestTwoProjectorsNeverApplyAnEventTwice(t *testing.T) {
 	assert.Equal(t, commandsPerKey(t, e.write.url), writeCounts(cqrstest.ReadModel(t, e.read.url)), "write_count equals the commands of each key")
 }
 
-// syncBuffer is a log sink tests can read while a projector writes to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestRefusedEventIsRetriedThenParked(t *testing.T) {
 	e := sharedEnv(t)
 	// The read model refuses the value "poison": a stand-in for any event it cannot apply.
 	exec(t, e.read.url, `ALTER TABLE records ADD CONSTRAINT no_poison CHECK (value <> 'poison')`)
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cfg := fastConfig()
 	cfg.BatchSize = 10
 	run(t, e.projector(t, cfg, slog.New(slog.NewJSONHandler(&logs, nil))))
@@ -387,7 +368,7 @@ INSERT INTO outbox (type, key, value, command_id, created_at) SELECT 'RecordDele
 func TestReadDatabaseOutageParksNothing(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{})
 	e := newEnv(t, testenv.PostgresURL(t), pg.CreateDatabase(t))
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cfg := fastConfig()
 	run(t, e.projector(t, cfg, slog.New(slog.NewJSONHandler(&logs, nil))))
 	e.record(t, cqrs.RecordCreated, "before", "v")

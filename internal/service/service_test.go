@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -10,28 +9,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dblayers/dblayers/internal/testenv"
 )
 
-// syncBuffer is a bytes.Buffer safe for the flusher goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestBufferedLogLinesArriveWholeAndInOrder(t *testing.T) {
-	var out syncBuffer
+	var out testenv.Buffer
 	w := newBufferedWriter(&out)
 	logger := newLogger(w, "info")
 	var wg sync.WaitGroup
@@ -52,7 +35,7 @@ func TestBufferedLogLinesArriveWholeAndInOrder(t *testing.T) {
 }
 
 func TestBufferedLogIsFlushedPeriodically(t *testing.T) {
-	var out syncBuffer
+	var out testenv.Buffer
 	w := newBufferedWriter(&out)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -1,7 +1,6 @@
 package l5_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,24 +39,6 @@ func buildL5(t *testing.T) string {
 	return bin
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startProcess runs the l5 binary on a free port and waits until it is healthy and
 // subscribed to invalidations. It is stopped with SIGTERM when t ends.
 func startProcess(t *testing.T, bin, dbURL, redisURL string) *layertest.Client {
@@ -67,7 +47,7 @@ func startProcess(t *testing.T, bin, dbURL, redisURL string) *layertest.Client {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "HOST=127.0.0.1", "PORT="+strconv.Itoa(port), "DATABASE_URL="+dbURL,
 		"REDIS_URL="+redisURL, "LOG_LEVEL=warn", "L1_CACHE_TTL=60", "L1_CACHE_DISCONNECTED_TTL=1")
-	var out lockedBuffer
+	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
 	exited := make(chan struct{})

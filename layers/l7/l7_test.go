@@ -445,24 +445,6 @@ func projectorBinary(t testing.TB) string {
 	return projector
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func projectorEnv(d dbs) []string {
 	return append(os.Environ(), "WRITE_DB_URL="+d.write, "READ_DB_URL="+d.read,
 		"PROJECTOR_POLL_INTERVAL=10ms", "PROJECTOR_BATCH_SIZE=10", "LOG_LEVEL=warn")
@@ -471,13 +453,13 @@ func projectorEnv(d dbs) []string {
 // proc is a running projector process.
 type proc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testenv.Buffer
 	done chan struct{}
 }
 
 func startProjectorProcess(t testing.TB, d dbs) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(projectorBinary(t)), logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(projectorBinary(t)), logs: &testenv.Buffer{}, done: make(chan struct{})}
 	p.cmd.Env = projectorEnv(d)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	require.NoError(t, p.cmd.Start())
