@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -24,19 +25,30 @@ func WriteHandler(s record.Store, message string) HandlerFunc {
 
 // ReadHandler answers GET /read/{key} from s; a missing key is 200 with success false.
 func ReadHandler(s record.Store) HandlerFunc {
+	return ReadVia(func(ctx context.Context, key string) (record.Record, struct{}, error) {
+		rec, err := s.Get(ctx, key)
+		return rec, struct{}{}, err
+	}, func(f ReadFields, _ struct{}) any { return f })
+}
+
+// ReadVia answers GET /read/{key} for layers whose reads also say where the record came
+// from: lookup returns the record and its source S, and answer adds the layer's fields to
+// the common ones. A missing key is answered with NotFound ("Key not found") and the zero S.
+func ReadVia[S any](lookup func(ctx context.Context, key string) (record.Record, S, error), answer func(ReadFields, S) any) HandlerFunc {
 	return func(r *http.Request) (any, error) {
 		key, err := PathKey(r)
 		if err != nil {
 			return nil, err
 		}
-		rec, err := s.Get(r.Context(), key)
+		rec, src, err := lookup(r.Context(), key)
 		if errors.Is(err, record.ErrNotFound) {
-			return NotFound(key, MsgKeyNotFound), nil
+			var zero S
+			return answer(NotFound(key, MsgKeyNotFound), zero), nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		return Found(rec), nil
+		return answer(Found(rec), src), nil
 	}
 }
 

@@ -5,7 +5,6 @@ package l2
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
-	"github.com/dblayers/dblayers/internal/record"
 )
 
 // Layer is the health "layer" string.
@@ -55,7 +53,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	s := &Service{pool: pool, rdb: rdb, db: db, cache: cache.NewAside(rdb, db, cfg.CacheTTL, logger)}
 	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
 	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.cache, "Data written successfully")))
-	r.Get("/read/{key}", httpapi.Handle(s.read))
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.cache.Lookup, readAnswer)))
 	r.Get("/health", httpapi.Handle(s.health))
 	httpapi.Stats(r, s.stats)
 	s.handler = r
@@ -77,19 +75,8 @@ type ReadResponse struct {
 	FromCache bool `json:"from_cache"`
 }
 
-func (s *Service) read(r *http.Request) (any, error) {
-	key, err := httpapi.PathKey(r)
-	if err != nil {
-		return nil, err
-	}
-	rec, fromCache, err := s.cache.Lookup(r.Context(), key)
-	if errors.Is(err, record.ErrNotFound) {
-		return ReadResponse{ReadFields: httpapi.NotFound(key, httpapi.MsgKeyNotFound)}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return ReadResponse{ReadFields: httpapi.Found(rec), FromCache: fromCache}, nil
+func readAnswer(f httpapi.ReadFields, fromCache bool) any {
+	return ReadResponse{ReadFields: f, FromCache: fromCache}
 }
 
 func (s *Service) health(r *http.Request) (any, error) {

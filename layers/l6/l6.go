@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	}
 	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
 	r.Post("/write", httpapi.Handle(s.write))
-	r.Get("/read/{key}", httpapi.Handle(s.read))
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.store.Lookup, readAnswer)))
 	r.Get("/health", httpapi.Handle(s.health))
 	httpapi.Stats(r, s.stats, "/stats")
 	s.handler = r
@@ -155,19 +155,8 @@ type ReadResponse struct {
 	Buffered  bool `json:"buffered"`
 }
 
-func (s *Service) read(r *http.Request) (any, error) {
-	key, err := httpapi.PathKey(r)
-	if err != nil {
-		return nil, err
-	}
-	rec, src, err := s.store.Lookup(r.Context(), key)
-	if errors.Is(err, record.ErrNotFound) {
-		return ReadResponse{ReadFields: httpapi.NotFound(key, httpapi.MsgKeyNotFound)}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return ReadResponse{ReadFields: httpapi.Found(rec), FromCache: src == writequeue.FromCache, Buffered: src == writequeue.FromBuffer}, nil
+func readAnswer(f httpapi.ReadFields, src writequeue.Source) any {
+	return ReadResponse{ReadFields: f, FromCache: src == writequeue.FromCache, Buffered: src == writequeue.FromBuffer}
 }
 
 // HealthResponse is the original's health document plus the running workers.
