@@ -189,10 +189,12 @@ record() {
 	"$LOADREPORT" record "${args[@]}" "${@:6}"
 }
 
-# workloads TARGET NAME NOTE PORT READ-PATH(KEY) WRITE-PATH WRITE-BODY(KEY,VALUE) [DRAIN-LAYER]:
-# the four workloads against one target. Paths and bodies hold @KEY@/@VALUE@ (workloads.sh).
+# workloads TARGET NAME NOTE PORT READ-PATH(KEY) WRITE-PATH WRITE-BODY(KEY,VALUE) [DRAIN-LAYER [KEYS]]:
+# the four workloads against one target; the uniform reads draw from KEYS keys (default -k).
+# Paths and bodies hold @KEY@/@VALUE@ (workloads.sh).
 workloads() {
 	local target=$1 name=$2 note=$3 base=http://127.0.0.1:$4 read=$5 wpath=$6 wbody=$7 drain=${8:-}
+	local keys=${9:-$keys}
 	local ukey="k{key:$keys}" wkey="lg-{run}-{n}" wvalue="v{n}" hot uniform body
 	hot=${read//@KEY@/hot}
 	uniform=${read//@KEY@/"$ukey"}
@@ -214,10 +216,10 @@ not_measured() { # TARGET NAME NOTE REASON
 	done
 }
 
-# preload N: the hot key and KEYS keys, unless the marker says an earlier run loaded them.
+# preload N KEYS: the hot key and KEYS keys, unless the marker says an earlier run loaded them.
 # Prints a note for the report: how long it took, that it was skipped, or that it is incomplete.
 preload() {
-	local n=$1 port base marker=bench-preload-$keys line non2xx errs attempt rc t0=$SECONDS
+	local n=$1 keys=$2 port base marker=bench-preload-$keys line non2xx errs attempt rc t0=$SECONDS
 	port=$(wl_port "$n")
 	base=http://127.0.0.1:$port
 	"$LOADGEN" run -c 1 -n 1 -o json "${WL_HEADERS[@]}" -d "$(wl_write_body "$n" hot hot-value)" \
@@ -300,13 +302,17 @@ for n in "${layers[@]}"; do
 		not_measured "L$n" "$name" "${note# }" "GET /health answered ${status:-nothing}"
 	else
 		wl_headers "$n"
-		preload_note=$(preload "$n")
+		layer_keys=$(wl_keys "$n" "$keys")
+		if ((layer_keys < keys)); then
+			note+=" Uniform reads over $layer_keys keys, not $keys: ${WL_KEYS_WHY[n]}."
+		fi
+		preload_note=$(preload "$n" "$layer_keys")
 		[[ -n $preload_note ]] && note+=" $preload_note"
 		note=${note# }
 		drain=
 		[[ -n ${WL_DRAIN[n]:-} ]] && drain=$n
 		workloads "L$n" "$name" "$note" "$port" "$(wl_read_path "$n" @KEY@)" "$(wl_write_path "$n")" \
-			"${WL_WRITE_BODY[n]:-$WL_DEFAULT_WRITE_BODY}" "$drain"
+			"${WL_WRITE_BODY[n]:-$WL_DEFAULT_WRITE_BODY}" "$drain" "$layer_keys"
 	fi
 	if [[ -n $brought_up ]]; then
 		timeout "$DOWN_LIMIT" "$REPO/scripts/stack.sh" down "$n" >"$work/down.log" 2>&1 ||

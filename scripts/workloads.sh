@@ -48,6 +48,9 @@ WL_DRAIN=([6]=write-queue [7]=projection)
 # environment).
 WL_BENCH_ENV=([10]="RATE_LIMIT_REQUESTS=1000000000")
 WL_BENCH_ENV_WHY=([10]="so that the rate limiter, which counts per API key, admits every request while still running its check")
+# Preloaded keys for the uniform reads, at most, where bench.sh -k would take hours to load.
+WL_KEYS_MAX=([8]=10000)
+WL_KEYS_WHY=([8]="FerretDB's SQLite backend never uses its _id index (the index's expression and the lookup's differ), so every document write scans the collection and loading 100,000 documents would take hours")
 # What a reader of the benchmark report must know about a layer's numbers.
 WL_NOTE=(
 	[6]="writes are acknowledged once queued in Redis; the worker applies them to PostgreSQL in the background (the benchmark waits for the queue to drain before each workload)."
@@ -57,6 +60,12 @@ WL_NOTE=(
 )
 
 wl_port() { echo $((8000 + $1)); }
+
+# wl_keys N KEYS: how many of KEYS keys the benchmark preloads and reads on layer N.
+wl_keys() {
+	local max=${WL_KEYS_MAX[$1]:-$2}
+	echo $((max < $2 ? max : $2))
+}
 
 # wl_write_path N / wl_write_body N KEY VALUE / wl_read_path N KEY: the request shapes.
 wl_write_path() { echo "${WL_WRITE_PATH[$1]:-$WL_DEFAULT_WRITE_PATH}"; }

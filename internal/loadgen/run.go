@@ -410,8 +410,12 @@ func (w *worker) send(measured bool) {
 		Host:       orDefault(t.host, u.Host),
 	}).WithContext(ctx)
 	if t.hasBody {
-		b := newBody(t.body, &w.values)
-		req.Body, req.ContentLength = b, int64(b.Len())
+		// A *bytes.Reader body (behind NopCloser) is one net/http knows to be in memory: it
+		// sends the headers and the body in one write, as a real client does, where any
+		// other reader gets the headers flushed on their own first (two packets, and two
+		// reads for the server, per request).
+		b := t.body.Append(nil, &w.values)
+		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
 	}
 
 	start := time.Now()
@@ -486,30 +490,4 @@ func errorKind(err error) string {
 		s = s[:100] + "…"
 	}
 	return s
-}
-
-// body is a request body expanded into a pooled buffer, returned to the pool when the
-// transport closes it (which may happen after RoundTrip returns, so a worker cannot
-// simply reuse one buffer).
-type body struct {
-	bytes.Reader
-	buf *[]byte
-}
-
-var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-func newBody(t Template, v *Values) *body {
-	buf := bodyPool.Get().(*[]byte)
-	*buf = t.Append((*buf)[:0], v)
-	b := &body{buf: buf}
-	b.Reset(*buf)
-	return b
-}
-
-func (b *body) Close() error {
-	if b.buf != nil {
-		bodyPool.Put(b.buf)
-		b.buf = nil
-	}
-	return nil
 }
