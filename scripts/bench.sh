@@ -119,6 +119,9 @@ chart_link=$(realpath -m --relative-to="$(dirname "$report")" "$chart")
 started=$SECONDS
 started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 load_start=$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || true)
+# cpu_times: "steal total" of /proc/stat's cpu line (user … steal; guest time is inside user).
+cpu_times() { awk '/^cpu /{t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t}' /proc/stat 2>/dev/null || true; }
+cpu_start=$(cpu_times)
 duration_s=$(to_seconds "$duration")
 run_limit=$((duration_s + $(to_seconds "$warmup") + 60)) # one workload, with margin
 
@@ -176,6 +179,10 @@ measure() {
 		record "$target" "$name" "$workload" "$shape" "$note" -skipped "loadgen failed (exit $rc)"
 		return 0
 	fi
+	if grep -q '"interrupted": *true' "$out"; then
+		record "$target" "$name" "$workload" "$shape" "$note" -skipped "stopped after $run_limit s (time limit)"
+		return 0
+	fi
 	record "$target" "$name" "$workload" "$shape" "$note" -tool loadgen "$out"
 	IFS=$'\t' read -r _ rps p50 p99 non2xx errs _ < <("$LOADREPORT" parse -tool loadgen "$out")
 	say "$target $workload: $rps req/s, p50 $p50 ms, p99 $p99 ms, non-2xx $non2xx, errors $errs"
@@ -219,7 +226,8 @@ not_measured() { # TARGET NAME NOTE REASON
 # preload N KEYS: the hot key and KEYS keys, unless the marker says an earlier run loaded them.
 # Prints a note for the report: how long it took, that it was skipped, or that it is incomplete.
 preload() {
-	local n=$1 keys=$2 port base marker=bench-preload-$keys line non2xx errs attempt rc t0=$SECONDS
+	local n=$1 keys=$2 port base marker line non2xx errs attempt rc t0=$SECONDS
+	marker=bench-preload-$keys
 	port=$(wl_port "$n")
 	base=http://127.0.0.1:$port
 	"$LOADGEN" run -c 1 -n 1 -o json "${WL_HEADERS[@]}" -d "$(wl_write_body "$n" hot hot-value)" \
@@ -235,11 +243,13 @@ preload() {
 	for attempt in 1 2; do
 		say "L$n: preloading $keys keys (k0 … k$((keys - 1))), attempt $attempt"
 		rc=0
-		timeout -s INT -k 10 "$PRELOAD_LIMIT" "$LOADGEN" run -c "$clients" -n "$keys" -o json \
+		timeout -s INT -k 10 "$PRELOAD_LIMIT" "$LOADGEN" run -c "${WL_PRELOAD_CLIENTS[n]:-$clients}" -n "$keys" -o json \
 			"${WL_HEADERS[@]}" -d "$(wl_write_body "$n" "k{n}" "v{n}")" "$base$(wl_write_path "$n")" \
 			>"$work/preload.json" 2>"$work/err" || rc=$?
 		wl_wait_drained "$n" "$DRAIN_LIMIT" >&2 || true
-		if ((rc != 0)) || ! line=$("$LOADREPORT" parse -tool loadgen "$work/preload.json"); then
+		# An interrupted loadgen (the time limit's SIGINT) still reports what it sent: not a preload.
+		if ((rc != 0)) || grep -q '"interrupted": *true' "$work/preload.json" ||
+			! line=$("$LOADREPORT" parse -tool loadgen "$work/preload.json"); then
 			show_log "$work/err" 5
 			say "L$n: preload stopped (loadgen exit $rc; $PRELOAD_LIMIT s at most)"
 			break
@@ -325,9 +335,12 @@ done
 measure_ceiling "ceiling (end)"
 
 elapsed=$((SECONDS - started))
+steal=$(awk -v a="$cpu_start" -v b="$(cpu_times)" 'BEGIN {
+	split(a, x, " "); split(b, y, " ")
+	if (y[2] > x[2]) printf "%.1f%%", 100 * (y[1] - x[1]) / (y[2] - x[2]) }')
 "$LOADREPORT" report -results "$results" -markdown "$report" -chart "$chart" -chart-link "$chart_link" \
 	-command "$command_line" -started "$started_at" -elapsed "${elapsed}s" -duration "$duration" \
-	-warmup "$warmup" -c "$clients" -keys "$keys" -load-start "$load_start" -others "$others"
+	-warmup "$warmup" -c "$clients" -keys "$keys" -load-start "$load_start" -steal "$steal" -others "$others"
 raw=${chart%.svg}.jsonl
 cp "$results" "$raw"
 say "wrote ${report#"$REPO"/}, ${chart#"$REPO"/} and ${raw#"$REPO"/} (the raw results, one JSON object per measurement)"

@@ -31,7 +31,7 @@ Usage:
       append one result (or why there is none) to a results file (JSON lines)
   loadreport report -results FILE -markdown OUT.md [-chart OUT.svg] [-chart-link PATH]
                     -command CMD -started RFC3339 -elapsed DURATION -duration D -warmup D
-                    -c N -keys N [-load-start "1 5 15"] [-load-end "1 5 15"] [-others TEXT]
+                    -c N -keys N [-load-start "1 5 15"] [-load-end "1 5 15"] [-steal PERCENT] [-others TEXT]
       write the benchmark report (and its chart) from a results file; -load-end defaults
       to the load average now
 
@@ -166,6 +166,7 @@ func report(args []string) error {
 	fs.IntVar(&r.Keys, "keys", 0, "")
 	fs.StringVar(&r.LoadStart, "load-start", "", "")
 	fs.StringVar(&r.LoadEnd, "load-end", "", "")
+	fs.StringVar(&r.Steal, "steal", "", "")
 	fs.StringVar(&r.Others, "others", "", "")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -55,6 +55,7 @@ type Run struct {
 	Keys        int    // keys preloaded for the uniform reads
 	LoadStart   string // load averages when the run started
 	LoadEnd     string // … and when it ended
+	Steal       string // share of CPU time the hypervisor gave to other guests during the run, e.g. "3.2%"
 	Others      string // layers that were running beside the measured one, if any
 	Chart       string // the chart's path relative to the report, "" for none
 	Machine     Machine
@@ -100,6 +101,11 @@ func WriteMarkdown(w io.Writer, run Run, recs []Record) error {
 		p.f("* **Machine load** (1/5/15-minute load average): %s at the start, %s at the end. "+
 			"Other work on the machine lowers every number; compare layers within one run.\n",
 			orDash(run.LoadStart), orDash(run.LoadEnd))
+	}
+	if run.Steal != "" {
+		p.f("* **CPU steal** (time this virtual machine's CPUs were ready to run but the "+
+			"hypervisor ran something else): %s of all CPU time during the run. Steal lowers "+
+			"every number as other load does.\n", run.Steal)
 	}
 	p.f("* **Total time of the run:** %s.\n\n", run.Elapsed.Round(time.Second))
 

@@ -38,7 +38,7 @@ func sampleRecords() []Record {
 func sampleRun() Run {
 	return Run{Command: "scripts/bench.sh -z 3s", Started: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC),
 		Elapsed: 95 * time.Second, Duration: "3s", Warmup: "1s", Concurrency: 50, Keys: 100000,
-		LoadStart: "1.0 2.0 3.0", LoadEnd: "4.0 5.0 6.0", Chart: "docs/benchmarks.svg",
+		LoadStart: "1.0 2.0 3.0", LoadEnd: "4.0 5.0 6.0", Steal: "3.2%", Chart: "docs/benchmarks.svg",
 		Machine: Machine{CPUs: 2, CPUModel: "Test CPU", MemoryGiB: 8, OS: "Debian 12", Go: "go1.26"}}
 }
 
@@ -54,6 +54,7 @@ func TestWriteMarkdown(t *testing.T) {
 		"50 concurrent clients", "3s measured per workload after 1s",
 		"100000 keys `k0` … `k99999`",
 		"1.0 2.0 3.0 at the start, 4.0 5.0 6.0 at the end",
+		"**CPU steal**", "3.2% of all CPU time during the run",
 		"**Total time of the run:** 1m35s.",
 		"## Uniform read over 100,000 preloaded keys",
 		"| ceiling | `GET /read/hot` | 20,000 | — | 2.50 | 120 | 0 | 0 |",
