@@ -482,6 +482,9 @@ type CacheStats struct {
 	L2Hits      int64   `json:"l2_hits"`
 	L2Misses    int64   `json:"l2_misses"`
 	HitRate     float64 `json:"hit_rate"` // share of reads answered by L1 or L2, percent
+	// L1Subscribed: other instances' invalidations reach this one now (while not, L1
+	// entries live only briefly; see cache.TieredOptions.DisconnectedTTL).
+	L1Subscribed bool `json:"l1_invalidation_subscribed"`
 }
 
 // RateLimitStats describe the limit.
@@ -502,7 +505,8 @@ func (s *Service) stats(r *http.Request) (any, error) {
 		Cache: CacheStats{
 			L1Size: cs.L1Size, L1MaxSize: cs.L1MaxSize, L2Keys: cs.L2Keys, L1Hits: cs.L1Hits, L1Misses: cs.L1Misses,
 			L2Available: cs.L2Available, L2Hits: cs.L2Hits, L2Misses: cs.L2Misses,
-			HitRate: cache.HitRate(cs.L1Hits+cs.L2Hits, max(0, cs.L1Misses-cs.L2Hits)),
+			HitRate:      cache.HitRate(cs.L1Hits+cs.L2Hits, max(0, cs.L1Misses-cs.L2Hits)),
+			L1Subscribed: cs.Subscribed,
 		},
 		CircuitBreakers: s.breakerStates(),
 		RateLimiting: RateLimitStats{

@@ -85,6 +85,17 @@ func (f *fixture) another(t *testing.T, opts ...func(*l10.Config)) *fixture {
 
 func (f *fixture) client(t *testing.T) *layertest.Client { return layertest.NewClient(t, f.tg) }
 
+// awaitSubscribed waits until c's instance gets other instances' invalidations: until then
+// its L1 entries are short-lived, and the subscription clears L1 when it comes up, so a
+// test of what L1 answers must wait for it.
+func awaitSubscribed(t *testing.T, c *layertest.Client) {
+	t.Helper()
+	testenv.WaitFor(t, 10*time.Second, "the invalidation subscription", func() bool {
+		stats, _ := c.Get("/stats").Body["cache"].(map[string]any)
+		return stats["l1_invalidation_subscribed"] == true
+	})
+}
+
 // as is a client sending these headers instead of the test key.
 func (f *fixture) as(t *testing.T, headers ...string) *layertest.Client {
 	tg := f.anon
@@ -147,6 +158,7 @@ func TestOriginal(t *testing.T) {
 	})
 	t.Run("test_read_with_cache", func(t *testing.T) {
 		c := f.client(t)
+		awaitSubscribed(t, c)
 		c.MustWrite("cache_test", "cached_value")
 		for range 2 { // the write filled both tiers: L1 answers
 			r := c.Read("cache_test")
@@ -156,9 +168,10 @@ func TestOriginal(t *testing.T) {
 			assert.Nil(t, r.Body["shard"], "a cache answered")
 		}
 		// Another instance (its own L1) finds it in L2, then in its L1.
-		g := f.another(t)
+		gc := f.another(t).client(t)
+		awaitSubscribed(t, gc)
 		for _, level := range []string{"L2", "L1"} {
-			r := g.client(t).Read("cache_test")
+			r := gc.Read("cache_test")
 			assert.Equal(t, "cached_value", r.Body["value"])
 			assert.Equal(t, level, r.Body["cache_level"])
 		}

@@ -72,13 +72,18 @@ func sqlExec(t testing.TB, url, sql string, args ...any) {
 	require.NoError(t, err)
 }
 
-// waitReplicated waits until every replica has replayed all the primary has written.
+// waitReplicated waits until every replica has replayed all the primary has written: up to
+// its insert position, which is what the service waits for before it reads a key it wrote
+// from a replica. When the last record ends on a page boundary, that position points past
+// the next page's header, which replay reaches only once more WAL is written (the
+// background writer logs running transactions every 15 s after activity): hence the
+// generous deadline.
 func (c *cluster) waitReplicated(t testing.TB) {
 	t.Helper()
 	var lsn string
 	require.NoError(t, sqlRow(t, c.primaryURL, "SELECT pg_current_wal_insert_lsn()::text", &lsn))
 	for _, u := range c.replicaURLs {
-		testenv.WaitFor(t, 10*time.Second, "a replica to replay everything", func() bool {
+		testenv.WaitFor(t, 30*time.Second, "a replica to replay everything", func() bool {
 			var done bool
 			return sqlRow(t, u, "SELECT pg_last_wal_replay_lsn() >= '"+lsn+"'::pg_lsn", &done) == nil && done
 		})
