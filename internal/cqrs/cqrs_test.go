@@ -125,17 +125,6 @@ func drain(t testing.TB, p *cqrs.Projector, n int) {
 	require.Equal(t, n, got)
 }
 
-func exec(t testing.TB, url, sql string, args ...any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sql, args...)
-	require.NoError(t, err)
-}
-
 // commandsPerKey counts the write side's commands of each key.
 func commandsPerKey(t testing.TB, url string) map[string]int {
 	t.Helper()
@@ -316,7 +305,7 @@ func TestTwoProjectorsNeverApplyAnEventTwice(t *testing.T) {
 func TestRefusedEventIsRetriedThenParked(t *testing.T) {
 	e := sharedEnv(t)
 	// The read model refuses the value "poison": a stand-in for any event it cannot apply.
-	exec(t, e.read.url, `ALTER TABLE records ADD CONSTRAINT no_poison CHECK (value <> 'poison')`)
+	testenv.Exec(t, e.read.url, `ALTER TABLE records ADD CONSTRAINT no_poison CHECK (value <> 'poison')`)
 	var logs testenv.Buffer
 	cfg := fastConfig()
 	cfg.BatchSize = 10
@@ -325,7 +314,7 @@ func TestRefusedEventIsRetriedThenParked(t *testing.T) {
 	e.record(t, cqrs.RecordCreated, "ok1", "v")
 	poison := e.record(t, cqrs.RecordCreated, "bad", "poison")
 	// An event type this projector does not know (written by a newer writer, say).
-	exec(t, e.write.url, `WITH c AS (INSERT INTO commands (key, value) VALUES ('odd', 'v') RETURNING id, created_at)
+	testenv.Exec(t, e.write.url, `WITH c AS (INSERT INTO commands (key, value) VALUES ('odd', 'v') RETURNING id, created_at)
 INSERT INTO outbox (type, key, value, command_id, created_at) SELECT 'RecordDeleted', 'odd', 'v', c.id, c.created_at FROM c`)
 	e.record(t, cqrs.RecordUpdated, "ok2", "v")
 
@@ -392,7 +381,7 @@ func TestReadDatabaseOutageParksNothing(t *testing.T) {
 
 func TestRebuildEqualsLive(t *testing.T) {
 	e := sharedEnv(t)
-	exec(t, e.read.url, `ALTER TABLE records ADD CONSTRAINT no_poison CHECK (value <> 'poison')`)
+	testenv.Exec(t, e.read.url, `ALTER TABLE records ADD CONSTRAINT no_poison CHECK (value <> 'poison')`)
 	cfg := fastConfig()
 	live := e.projector(t, cfg, nil)
 	run(t, live)
@@ -424,9 +413,9 @@ func TestRebuildEqualsLive(t *testing.T) {
 		assert.Equal(t, before.ParkedIDs, after.ParkedIDs)
 	})
 	t.Run("repairs a damaged read model", func(t *testing.T) {
-		exec(t, e.read.url, `UPDATE records SET value = 'wrong', write_count = 99 WHERE key = 'k0'`)
-		exec(t, e.read.url, `DELETE FROM records WHERE key = 'k5'`)
-		exec(t, e.read.url, `INSERT INTO records (key, value, created_at, updated_at) VALUES ('stray', 'x', now(), now())`)
+		testenv.Exec(t, e.read.url, `UPDATE records SET value = 'wrong', write_count = 99 WHERE key = 'k0'`)
+		testenv.Exec(t, e.read.url, `DELETE FROM records WHERE key = 'k5'`)
+		testenv.Exec(t, e.read.url, `INSERT INTO records (key, value, created_at, updated_at) VALUES ('stray', 'x', now(), now())`)
 		res, err := cqrs.Rebuild(ctx, e.outbox, e.read.pool, 100, logger)
 		require.NoError(t, err)
 		assert.Equal(t, int64(2), res.Changed)
@@ -442,7 +431,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	})
 	t.Run("from scratch into an empty read database", func(t *testing.T) {
 		fresh := openSide(t, testenv.PostgresURL(t), cqrs.ReadSchema)
-		exec(t, fresh.url, `ALTER TABLE records ADD CONSTRAINT no_poison CHECK (value <> 'poison')`)
+		testenv.Exec(t, fresh.url, `ALTER TABLE records ADD CONSTRAINT no_poison CHECK (value <> 'poison')`)
 		res, err := cqrs.Rebuild(ctx, e.outbox, fresh.pool, 1000, logger)
 		require.NoError(t, err)
 		assert.Equal(t, int64(7), res.Changed)

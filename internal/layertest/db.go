@@ -1,25 +1,20 @@
 package layertest
 
 import (
-	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dblayers/dblayers/internal/testenv"
 )
 
 // CountRows counts the rows of table in the database at url.
 func CountRows(t testing.TB, url, table string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	var n int
-	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&n))
+	require.NoError(t, testenv.QueryRow(url, "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize(), nil, &n))
 	return n
 }
 
@@ -27,13 +22,8 @@ func CountRows(t testing.TB, url, table string) int {
 // and whether it holds the key at all.
 func StoredValue(t testing.TB, url, key string) (string, bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	var v string
-	err = conn.QueryRow(ctx, "SELECT value FROM records WHERE key = $1", key).Scan(&v)
+	err := testenv.QueryRow(url, "SELECT value FROM records WHERE key = $1", []any{key}, &v)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", false
 	}

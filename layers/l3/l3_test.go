@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -49,29 +48,6 @@ func startCluster(t *testing.T) *cluster {
 	return c
 }
 
-func sqlRow(t testing.TB, url, sql string, dst ...any) error {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	return conn.QueryRow(ctx, sql).Scan(dst...)
-}
-
-func sqlExec(t testing.TB, url, sql string, args ...any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sql, args...)
-	require.NoError(t, err)
-}
-
 // waitReplicated waits until every replica has replayed all the primary has written: up to
 // its insert position, which is what the service waits for before it reads a key it wrote
 // from a replica. When the last record ends on a page boundary, that position points past
@@ -81,11 +57,11 @@ func sqlExec(t testing.TB, url, sql string, args ...any) {
 func (c *cluster) waitReplicated(t testing.TB) {
 	t.Helper()
 	var lsn string
-	require.NoError(t, sqlRow(t, c.primaryURL, "SELECT pg_current_wal_insert_lsn()::text", &lsn))
+	require.NoError(t, testenv.QueryRow(c.primaryURL, "SELECT pg_current_wal_insert_lsn()::text", nil, &lsn))
 	for _, u := range c.replicaURLs {
 		testenv.WaitFor(t, 30*time.Second, "a replica to replay everything", func() bool {
 			var done bool
-			return sqlRow(t, u, "SELECT pg_last_wal_replay_lsn() >= '"+lsn+"'::pg_lsn", &done) == nil && done
+			return testenv.QueryRow(u, "SELECT pg_last_wal_replay_lsn() >= '"+lsn+"'::pg_lsn", nil, &done) == nil && done
 		})
 	}
 }
@@ -171,7 +147,7 @@ func TestL3(t *testing.T) {
 		assert.Equal(t, "test_key", r.Body["key"])
 		assert.Equal(t, "Data written successfully to primary", r.Body["message"])
 		var v string
-		require.NoError(t, sqlRow(t, c.primaryURL, "SELECT value FROM records WHERE key = 'test_key'", &v))
+		require.NoError(t, testenv.QueryRow(c.primaryURL, "SELECT value FROM records WHERE key = 'test_key'", nil, &v))
 		assert.Equal(t, "test_value", v)
 	})
 
@@ -345,13 +321,13 @@ func TestL3(t *testing.T) {
 		for _, u := range c.replicaURLs {
 			testenv.WaitFor(t, 10*time.Second, "the rows on the replica", func() bool {
 				var got *string
-				err := sqlRow(t, u, `SELECT string_agg(key || '=' || value, ',' ORDER BY key) FROM records WHERE `+where, &got)
+				err := testenv.QueryRow(u, `SELECT string_agg(key || '=' || value, ',' ORDER BY key) FROM records WHERE `+where, nil, &got)
 				return err == nil && got != nil && *got == want
 			})
 		}
 	}
 	upsert := func(t *testing.T, key, value string) {
-		sqlExec(t, c.primaryURL, `INSERT INTO records (key, value) VALUES ($1, $2)
+		testenv.Exec(t, c.primaryURL, `INSERT INTO records (key, value) VALUES ($1, $2)
 			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = CURRENT_TIMESTAMP`, key, value)
 	}
 
@@ -366,7 +342,7 @@ func TestL3(t *testing.T) {
 	// not asserted here), and the service sees both replicas' measured lag settle to zero.
 	t.Run("an insert arrives and the measured lag settles", func(t *testing.T) {
 		tg := start(t, c)
-		sqlExec(t, c.primaryURL, `INSERT INTO records (key, value) VALUES ('lag_test_key', 'lag_test_value')`)
+		testenv.Exec(t, c.primaryURL, `INSERT INTO records (key, value) VALUES ('lag_test_key', 'lag_test_value')`)
 		replicated(t, "key = 'lag_test_key'", "lag_test_key=lag_test_value")
 		testenv.WaitFor(t, 10*time.Second, "no measured lag", func() bool {
 			for _, name := range []string{"replica-1", "replica-2"} {
@@ -392,7 +368,7 @@ func TestL3(t *testing.T) {
 		start(t, c)
 		upsert(t, "update_repl_key", "original")
 		replicated(t, "key = 'update_repl_key'", "update_repl_key=original")
-		sqlExec(t, c.primaryURL, `UPDATE records SET value = 'updated' WHERE key = 'update_repl_key'`)
+		testenv.Exec(t, c.primaryURL, `UPDATE records SET value = 'updated' WHERE key = 'update_repl_key'`)
 		replicated(t, "key = 'update_repl_key'", "update_repl_key=updated")
 	})
 
@@ -402,7 +378,7 @@ func TestL3(t *testing.T) {
 		for i, u := range append([]string{c.primaryURL}, c.replicaURLs...) {
 			var port int
 			var standby bool
-			require.NoError(t, sqlRow(t, u, "SELECT inet_server_port(), pg_is_in_recovery()", &port, &standby))
+			require.NoError(t, testenv.QueryRow(u, "SELECT inet_server_port(), pg_is_in_recovery()", nil, &port, &standby))
 			ports[port] = true
 			assert.Equal(t, i > 0, standby, u)
 		}

@@ -61,17 +61,6 @@ func totalRows(t testing.TB, urls []string) int {
 	return n
 }
 
-// sql runs one statement on a shard database.
-func sql(t testing.TB, url, stmt string, args ...any) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, stmt, args...)
-	require.NoError(t, err)
-}
-
 // allRows returns every key and value of the shard database at url.
 func allRows(t testing.TB, url string) map[string]string {
 	t.Helper()
@@ -116,7 +105,7 @@ func TestOriginal(t *testing.T) {
 	// The original's per-test fixture: every shard and the cache emptied.
 	reset := func(t *testing.T) {
 		for _, u := range urls {
-			sql(t, u, "TRUNCATE records")
+			testenv.Exec(t, u, "TRUNCATE records")
 		}
 		opt, err := redis.ParseURL(redisURL)
 		require.NoError(t, err)
@@ -312,7 +301,7 @@ func TestOriginal(t *testing.T) {
 	})
 	run("test_shard_isolation", func(t *testing.T, c *layertest.Client) {
 		for i, u := range urls {
-			sql(t, u, "INSERT INTO records (key, value) VALUES ($1, $2)", fmt.Sprint("isolation_", i), "v")
+			testenv.Exec(t, u, "INSERT INTO records (key, value) VALUES ($1, $2)", fmt.Sprint("isolation_", i), "v")
 		}
 		for i := range urls {
 			for j, u := range urls {
@@ -324,7 +313,7 @@ func TestOriginal(t *testing.T) {
 	run("test_get_shard_stats", func(t *testing.T, c *layertest.Client) {
 		for i := range 15 {
 			k := fmt.Sprint("stats_key_", i)
-			sql(t, urls[svc.Owner(k)], "INSERT INTO records (key, value) VALUES ($1, $2)", k, "v")
+			testenv.Exec(t, urls[svc.Owner(k)], "INSERT INTO records (key, value) VALUES ($1, $2)", k, "v")
 		}
 		d := distribution(t, c)
 		assert.Len(t, d, 3)

@@ -111,17 +111,6 @@ func TestContract(t *testing.T) {
 	layertest.Run(t, tg)
 }
 
-// query runs one statement on url and scans its single row into dst.
-func query(t testing.TB, url, sql string, args []any, dst ...any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	require.NoError(t, conn.QueryRow(ctx, sql, args...).Scan(dst...))
-}
-
 func put(c *layertest.Client, key, value string) layertest.Response {
 	body, _ := json.Marshal(map[string]string{"key": key, "value": value})
 	return c.Do(http.MethodPut, "/write", body)
@@ -165,7 +154,7 @@ func TestOriginal(t *testing.T) {
 	t.Run("test_write_stores_in_write_db", func(t *testing.T) {
 		c.MustWrite("test_write_db", "stored")
 		var value string
-		query(t, d.write, `SELECT value FROM commands WHERE key = $1 ORDER BY id DESC LIMIT 1`, []any{"test_write_db"}, &value)
+		require.NoError(t, testenv.QueryRow(d.write, `SELECT value FROM commands WHERE key = $1 ORDER BY id DESC LIMIT 1`, []any{"test_write_db"}, &value))
 		assert.Equal(t, "stored", value)
 	})
 	t.Run("test_projector_updates_read_db", func(t *testing.T) {
@@ -174,7 +163,7 @@ func TestOriginal(t *testing.T) {
 			return layertest.CountRows(t, d.read, "records") > 0 && c.Read("test_projection").Body["success"] == true
 		})
 		var value string
-		query(t, d.read, `SELECT value FROM records WHERE key = $1`, []any{"test_projection"}, &value)
+		require.NoError(t, testenv.QueryRow(d.read, `SELECT value FROM records WHERE key = $1`, []any{"test_projection"}, &value))
 		assert.Equal(t, "projected", value)
 	})
 	t.Run("test_read_query_from_read_db", func(t *testing.T) {
@@ -212,7 +201,7 @@ func TestOriginal(t *testing.T) {
 		}
 		settle(t, tg)
 		var n int
-		query(t, d.read, `SELECT write_count FROM records WHERE key = $1`, []any{"test_count"}, &n)
+		require.NoError(t, testenv.QueryRow(d.read, `SELECT write_count FROM records WHERE key = $1`, []any{"test_count"}, &n))
 		assert.Equal(t, 3, n, "exactly one apply per command")
 		assert.Equal(t, 3.0, c.Read("test_count").Body["write_count"])
 	})
@@ -271,7 +260,7 @@ func TestOriginal(t *testing.T) {
 	t.Run("test_write_db_independence", func(t *testing.T) {
 		c.MustWrite("test_independence", "v")
 		var n int
-		query(t, d.write, `SELECT count(*) FROM commands WHERE key = $1`, []any{"test_independence"}, &n)
+		require.NoError(t, testenv.QueryRow(d.write, `SELECT count(*) FROM commands WHERE key = $1`, []any{"test_independence"}, &n))
 		assert.Equal(t, 1, n, "the command is in the write database as soon as the write is answered")
 	})
 	t.Run("test_read_db_denormalization", func(t *testing.T) {
@@ -282,8 +271,8 @@ func TestOriginal(t *testing.T) {
 			created, updated    *time.Time
 			readCount, writeCnt *int
 		)
-		query(t, d.read, `SELECT key, value, created_at, updated_at, read_count, write_count FROM records WHERE key = $1`,
-			[]any{"test_denorm"}, &key, &value, &created, &updated, &readCount, &writeCnt)
+		require.NoError(t, testenv.QueryRow(d.read, `SELECT key, value, created_at, updated_at, read_count, write_count FROM records WHERE key = $1`,
+			[]any{"test_denorm"}, &key, &value, &created, &updated, &readCount, &writeCnt))
 		assert.Equal(t, "test_denorm", key)
 		assert.Equal(t, "v", value)
 		assert.NotNil(t, created)
@@ -301,7 +290,7 @@ func TestOriginal(t *testing.T) {
 		wg.Wait()
 		settle(t, tg)
 		var n int
-		query(t, d.read, `SELECT count(*) FROM records WHERE key LIKE 'concurrent_%'`, nil, &n)
+		require.NoError(t, testenv.QueryRow(d.read, `SELECT count(*) FROM records WHERE key LIKE 'concurrent_%'`, nil, &n))
 		assert.Equal(t, 10, n)
 	})
 	t.Run("test_database_separation", func(t *testing.T) {
@@ -310,7 +299,7 @@ func TestOriginal(t *testing.T) {
 		assert.GreaterOrEqual(t, r.Body["read_db_pool_size"], 0.0)
 		exists := func(url, table string) bool {
 			var ok bool
-			query(t, url, `SELECT to_regclass($1) IS NOT NULL`, []any{table}, &ok)
+			require.NoError(t, testenv.QueryRow(url, `SELECT to_regclass($1) IS NOT NULL`, []any{table}, &ok))
 			return ok
 		}
 		assert.True(t, exists(d.write, "commands"))

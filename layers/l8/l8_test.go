@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -95,20 +94,10 @@ func countDocuments(t testing.TB, b backends, filter bson.D) int64 {
 	return n
 }
 
-func queryPG(t testing.TB, url, sql string, args ...any) pgx.Row {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn.QueryRow(ctx, sql, args...)
-}
-
 func countTransactions(t testing.TB, b backends) int {
 	t.Helper()
 	var n int
-	require.NoError(t, queryPG(t, b.pg, "SELECT count(*) FROM transactions").Scan(&n))
+	require.NoError(t, testenv.QueryRow(b.pg, "SELECT count(*) FROM transactions", nil, &n))
 	return n
 }
 
@@ -360,8 +349,8 @@ func postgresDataIntegrity(t *testing.T, e env) {
 	b, c := e.b, client(t, e.tg)
 	id := writeTransaction(t, c, "user_006", 123.45, "purchase").Body["transaction_id"]
 	var user, amount, txType string
-	require.NoError(t, queryPG(t, b.pg, "SELECT user_id, amount::text, transaction_type FROM transactions WHERE id = $1", id).
-		Scan(&user, &amount, &txType))
+	require.NoError(t, testenv.QueryRow(b.pg, "SELECT user_id, amount::text, transaction_type FROM transactions WHERE id = $1",
+		[]any{id}, &user, &amount, &txType))
 	assert.Equal(t, "user_006", user)
 	assert.Equal(t, "123.45", amount)
 	assert.Equal(t, "purchase", txType)
@@ -491,7 +480,7 @@ func amountsAreExact(t *testing.T, e env) {
 		r := c.Do(http.MethodPost, "/write/transaction", []byte(`{"user_id":"`+user+`","amount":`+tc.sent+`,"transaction_type":"t"}`))
 		require.Equal(t, http.StatusOK, r.Status, "%s: %s", tc.sent, r.Raw)
 		var stored string
-		require.NoError(t, queryPG(t, b.pg, "SELECT amount::text FROM transactions WHERE id = $1", r.Body["transaction_id"]).Scan(&stored))
+		require.NoError(t, testenv.QueryRow(b.pg, "SELECT amount::text FROM transactions WHERE id = $1", []any{r.Body["transaction_id"]}, &stored))
 		assert.Equal(t, tc.stored, stored, tc.sent)
 		for range 2 { // from PostgreSQL, then from the cache
 			read := c.Get("/read/transaction/" + user)
@@ -500,7 +489,7 @@ func amountsAreExact(t *testing.T, e env) {
 	}
 	// The sum of the stored amounts is exact too (0.1 + 0.2 is 0.30, not 0.30000000000000004).
 	var sum string
-	require.NoError(t, queryPG(t, b.pg, "SELECT sum(amount)::text FROM transactions WHERE user_id IN ('exact-0.1', 'exact-0.2')").Scan(&sum))
+	require.NoError(t, testenv.QueryRow(b.pg, "SELECT sum(amount)::text FROM transactions WHERE user_id IN ('exact-0.1', 'exact-0.2')", nil, &sum))
 	assert.Equal(t, "0.30", sum)
 }
 

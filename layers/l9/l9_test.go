@@ -152,13 +152,8 @@ func dump(t testing.TB, url string) map[string]row {
 
 func outboxCount(t testing.TB, url, destination string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	var n int
-	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM replication_outbox WHERE destination = $1`, destination).Scan(&n))
+	require.NoError(t, testenv.QueryRow(url, `SELECT count(*) FROM replication_outbox WHERE destination = $1`, []any{destination}, &n))
 	return n
 }
 
