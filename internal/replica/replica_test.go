@@ -112,14 +112,7 @@ var lenient = replica.Config{MaxLagBytes: 1 << 40, MaxLag: time.Hour}
 // the balancer has seen it.
 func (s *stack) waitReplayed(t *testing.T, c *cluster) {
 	t.Helper()
-	var lsn string
-	require.NoError(t, pgxQueryRow(c.primaryURL, "SELECT pg_current_wal_insert_lsn()::text", &lsn))
-	for _, u := range c.replicaURLs {
-		testenv.WaitFor(t, 10*time.Second, "a replica to replay everything", func() bool {
-			var done bool
-			return pgxQueryRow(u, "SELECT pg_last_wal_replay_lsn() >= '"+lsn+"'::pg_lsn", &done) == nil && done
-		})
-	}
+	testenv.WaitReplayed(t, c.primaryURL, c.replicaURLs...)
 	testenv.WaitFor(t, 10*time.Second, "the balancer to see the replicas serve", func() bool {
 		s.balancer.Check(context.Background())
 		for _, r := range s.replicas {
@@ -181,7 +174,7 @@ func TestReplicatedStore(t *testing.T) {
 		assert.False(t, src.FromReplica(), "only the primary has v2")
 		assert.Equal(t, int64(1), s.store.Stats().Primary.ReadsNotReplayed)
 		var direct string
-		require.NoError(t, pgxQueryRow(c.replicaURLs[0], "SELECT value FROM records WHERE key = 'ryw'", &direct))
+		require.NoError(t, testenv.QueryRow(c.replicaURLs[0], "SELECT value FROM records WHERE key = 'ryw'", nil, &direct))
 		assert.Equal(t, "v1", direct, "the replica really is behind")
 
 		v, src = s.read(t, "untouched")
@@ -272,29 +265,18 @@ func TestReplicatedStore(t *testing.T) {
 		require.NoError(t, query(c.primaryURL, "INSERT INTO records (key, value) VALUES ('while-down', 'v')"))
 		var active bool
 		testenv.WaitFor(t, 10*time.Second, "the slot to wait for the stopped replica", func() bool {
-			return pgxQueryRow(c.primary.URL("postgres"), "SELECT active FROM pg_replication_slots WHERE slot_name = 'replica_1'", &active) == nil && !active
+			return testenv.QueryRow(c.primary.URL("postgres"), "SELECT active FROM pg_replication_slots WHERE slot_name = 'replica_1'", nil, &active) == nil && !active
 		})
 		r.Start(t)
 		testenv.WaitFor(t, 10*time.Second, "the write made while the replica was down", func() bool {
 			var n int
-			return pgxQueryRow(c.replicaURLs[0], "SELECT count(*) FROM records WHERE key IN ('before', 'while-down')", &n) == nil && n == 2
+			return testenv.QueryRow(c.replicaURLs[0], "SELECT count(*) FROM records WHERE key IN ('before', 'while-down')", nil, &n) == nil && n == 2
 		})
 		testenv.WaitFor(t, 10*time.Second, "the replica to stream from its slot again", func() bool {
-			return pgxQueryRow(c.primary.URL("postgres"), "SELECT active FROM pg_replication_slots WHERE slot_name = 'replica_1'", &active) == nil && active
+			return testenv.QueryRow(c.primary.URL("postgres"), "SELECT active FROM pg_replication_slots WHERE slot_name = 'replica_1'", nil, &active) == nil && active
 		})
 		var users string
-		require.NoError(t, pgxQueryRow(c.primary.URL("postgres"), "SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_replication", &users))
+		require.NoError(t, testenv.QueryRow(c.primary.URL("postgres"), "SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_replication", nil, &users))
 		assert.Equal(t, testenv.ReplicationRole, users, "replicas stream as the replication role, not a superuser")
 	})
-}
-
-func pgxQueryRow(url, sql string, dst any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	return conn.QueryRow(ctx, sql).Scan(dst)
 }

@@ -1,14 +1,13 @@
 package testenv
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
 )
 
 // ReplicationRole is the role StartReplica's replicas connect as: it may replicate and log
@@ -71,15 +70,23 @@ func StartReplica(t testing.TB, primary *PGServer, slot string) *PGServer {
 // Exec runs sql in database db as the superuser and fails t on error.
 func (s *PGServer) Exec(t testing.TB, db, sql string, args ...any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, s.URL(db))
-	if err != nil {
-		t.Fatalf("connect to %s: %v", db, err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("exec %q: %v", sql, err)
+	Exec(t, s.URL(db), sql, args...)
+}
+
+// WaitReplayed waits until every replica has replayed all the primary has written: up to
+// its insert position, which is what L3 waits for before it reads a key it wrote from a
+// replica. When the last record ends on a page boundary, that position points past the
+// next page's header, which replay reaches only once more WAL is written (the background
+// writer logs running transactions every 15 s after activity): hence the generous deadline.
+func WaitReplayed(t testing.TB, primaryURL string, replicaURLs ...string) {
+	t.Helper()
+	var lsn string
+	require.NoError(t, QueryRow(primaryURL, "SELECT pg_current_wal_insert_lsn()::text", nil, &lsn))
+	for _, u := range replicaURLs {
+		WaitFor(t, 30*time.Second, "a replica to replay everything", func() bool {
+			var done bool
+			return QueryRow(u, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", []any{lsn}, &done) == nil && done
+		})
 	}
 }
 

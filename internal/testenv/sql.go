@@ -10,7 +10,7 @@ import (
 )
 
 // sqlTimeout bounds one helper call below: connecting, the statement, closing.
-const sqlTimeout = 10 * time.Second
+const sqlTimeout = 30 * time.Second
 
 // QueryRow runs a query on the PostgreSQL database at url, on a connection of its own, and
 // scans its single row into dst. It returns any error, connecting included, and

@@ -48,22 +48,10 @@ func startCluster(t *testing.T) *cluster {
 	return c
 }
 
-// waitReplicated waits until every replica has replayed all the primary has written: up to
-// its insert position, which is what the service waits for before it reads a key it wrote
-// from a replica. When the last record ends on a page boundary, that position points past
-// the next page's header, which replay reaches only once more WAL is written (the
-// background writer logs running transactions every 15 s after activity): hence the
-// generous deadline.
+// waitReplicated waits until every replica has replayed all the primary has written.
 func (c *cluster) waitReplicated(t testing.TB) {
 	t.Helper()
-	var lsn string
-	require.NoError(t, testenv.QueryRow(c.primaryURL, "SELECT pg_current_wal_insert_lsn()::text", nil, &lsn))
-	for _, u := range c.replicaURLs {
-		testenv.WaitFor(t, 30*time.Second, "a replica to replay everything", func() bool {
-			var done bool
-			return testenv.QueryRow(u, "SELECT pg_last_wal_replay_lsn() >= '"+lsn+"'::pg_lsn", nil, &done) == nil && done
-		})
-	}
+	testenv.WaitReplayed(t, c.primaryURL, c.replicaURLs...)
 }
 
 type target struct {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -84,23 +83,6 @@ func startWorker(t testing.TB, b l6.Backends) (stop func()) {
 	stop = func() { once.Do(func() { cancel(); <-done; p.Close() }) }
 	t.Cleanup(stop)
 	return stop
-}
-
-// stored reads key's value straight from PostgreSQL ("" and false when absent).
-func stored(t testing.TB, dbURL, key string) (string, bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	var v string
-	err = conn.QueryRow(ctx, "SELECT value FROM records WHERE key = $1", key).Scan(&v)
-	if err == pgx.ErrNoRows {
-		return "", false
-	}
-	require.NoError(t, err)
-	return v, true
 }
 
 // The common suite, waiting for the queue to drain before reads.
@@ -184,7 +166,7 @@ func TestOriginal(t *testing.T) {
 		c.MustWrite("update", "updated")
 		drained(t, tg)
 		assert.Equal(t, "updated", c.Read("update").Body["value"])
-		v, _ := stored(t, dbURL, "update")
+		v, _ := layertest.StoredValue(t, dbURL, "update")
 		assert.Equal(t, "updated", v)
 	})
 	t.Run("test_read_nonexistent_key", func(t *testing.T) {
@@ -254,7 +236,7 @@ func TestOriginal(t *testing.T) {
 		drained(t, tg)
 		for i := range 10 {
 			for j := range 2 {
-				v, ok := stored(t, dbURL, fmt.Sprintf("concurrent-%d-%d", i, j))
+				v, ok := layertest.StoredValue(t, dbURL, fmt.Sprintf("concurrent-%d-%d", i, j))
 				assert.True(t, ok)
 				assert.Equal(t, fmt.Sprint("v", j), v)
 			}
@@ -409,7 +391,7 @@ func TestDatabaseOutage(t *testing.T) {
 		return c.Get("/health").Status == http.StatusOK
 	})
 	drained(t, tg)
-	v, ok := stored(t, dbURL, "during-outage")
+	v, ok := layertest.StoredValue(t, dbURL, "during-outage")
 	assert.True(t, ok, "the write queued during the outage was applied")
 	assert.Equal(t, "queued", v)
 	assert.Equal(t, false, c.Read("during-outage").Body["buffered"])
@@ -474,7 +456,7 @@ func TestRedisCrashKeepsAcknowledgedWrites(t *testing.T) {
 	drained(t, tg)
 	assert.Equal(t, 100, layertest.CountRows(t, dbURL, "records"))
 	for i := range 100 {
-		v, _ := stored(t, dbURL, fmt.Sprint("k", i))
+		v, _ := layertest.StoredValue(t, dbURL, fmt.Sprint("k", i))
 		assert.Equal(t, fmt.Sprint("v", i), v)
 	}
 }
