@@ -31,6 +31,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 )
 
 // Environment variable names.
@@ -164,6 +165,16 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// AssertCountdown asserts that a countdown that stood at full when the test began (time
+// until a rate limit is whole, say) now reads got: at most full, and less by no more than
+// the minute a test may take. Tests built on it use long windows, so that what they check
+// does not depend on how fast the machine runs them.
+func AssertCountdown(t testing.TB, full, got time.Duration, msgAndArgs ...any) {
+	t.Helper()
+	assert.LessOrEqual(t, got, full, msgAndArgs...)
+	assert.Greater(t, got, full-time.Minute, msgAndArgs...)
 }
 
 func waitPort(port int, timeout time.Duration) error {
