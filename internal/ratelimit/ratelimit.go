@@ -16,13 +16,13 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/dblayers/dblayers/internal/httpapi"
+	"github.com/dblayers/dblayers/internal/logthrottle"
 	"github.com/dblayers/dblayers/internal/record"
 )
 
@@ -54,7 +54,7 @@ type Limiter struct {
 	OnError  func()
 
 	batches  coalescer
-	lastWarn atomic.Int64 // unix nanoseconds of the last "limiter unavailable" log line
+	warnings logthrottle.Every // "limiter unavailable" lines
 }
 
 // New returns a limiter on rdb.
@@ -78,6 +78,7 @@ func New(rdb redis.UniversalClient, cfg Config, logger *slog.Logger) (*Limiter, 
 		rdb:    rdb,
 		logger: logger,
 	}
+	l.warnings.Interval = 10 * time.Second
 	l.batches = coalescer{check: l.checkMany, queues: map[string]*queue{}}
 	return l, nil
 }
@@ -198,12 +199,9 @@ func (l *Limiter) Middleware(identify func(*http.Request) string) func(http.Hand
 // warn logs that the limiter cannot be asked, at most once every 10 seconds: during an
 // outage every request would otherwise add a line.
 func (l *Limiter) warn(err error) {
-	now := time.Now().UnixNano()
-	last := l.lastWarn.Load()
-	if now-last < int64(10*time.Second) || !l.lastWarn.CompareAndSwap(last, now) {
-		return
+	if ok, held := l.warnings.Allow(); ok {
+		l.logger.Warn("rate limiter unavailable", "fail_open", l.cfg.FailOpen, "error", err, "repeats_held_back", held)
 	}
-	l.logger.Warn("rate limiter unavailable", "fail_open", l.cfg.FailOpen, "error", err)
 }
 
 // seconds rounds d up to whole seconds.

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/config"
 	"github.com/dblayers/dblayers/internal/httpapi"
 )
@@ -67,12 +68,16 @@ func Run(ctx context.Context, name string, defaultPort int, cfg any, srv *httpap
 // NewLogger returns a JSON slog logger on stderr at the named level (default info).
 func NewLogger(level string) *slog.Logger { return newLogger(os.Stderr, level) }
 
+// newLogger returns the process's logger, which also gets go-redis's lines (one logger per
+// process: the last one made), so that stderr holds only JSON.
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	logger := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	cache.LogRedisTo(logger)
+	return logger
 }
 
 // logFlushInterval bounds how long a served request's access-log line may wait in memory.
