@@ -549,10 +549,21 @@ func TestShardOutageOpensAndClosesTheBreaker(t *testing.T) {
 	}
 	require.Equal(t, "open", string(f.svc.Breaker("shard1")), "open after the threshold")
 
+	// The bound is on the fastest of three tries: a try that went to the stopped database
+	// would wait out its connect timeout, and one scheduling hiccup of a loaded machine
+	// should not fail the test.
 	fast := func(what string, send func() layertest.Response) {
 		t.Helper()
-		r := layertest.AssertUnavailableWithin(t, what, 50*time.Millisecond, send)
-		assert.Equal(t, "Circuit breaker shard1 is open", r.Body["detail"], what)
+		fastest := time.Hour
+		for range 3 {
+			began := time.Now()
+			r := send()
+			fastest = min(fastest, time.Since(began))
+			assert.Equal(t, http.StatusServiceUnavailable, r.Status, "%s: %s", what, r.Raw)
+			assert.Equal(t, "Circuit breaker shard1 is open", r.Body["detail"], what)
+			layertest.AssertNoLeak(t, r)
+		}
+		assert.Less(t, fastest, 50*time.Millisecond, "the fastest of three %ss", what)
 	}
 	fast("read", func() layertest.Response { return c.Read(keyOn(t, f.svc, "shard1", "open-")) })
 	fast("write", func() layertest.Response { return c.Write(keyOn(t, f.svc, "shard1", "open-w-"), "v") })
