@@ -333,7 +333,8 @@ func TestPoisonEntry(t *testing.T) {
 	assert.Equal(t, true, r.Body["buffered"])
 
 	b := testBackends(t, dbURL, redisURL)
-	b.Worker.ClaimMinIdle = time.Second // 3 attempts take at least 2 s: time to look in between
+	// 3 attempts take at least 6 s: time to look in between, even on a loaded machine.
+	b.Worker.ClaimMinIdle = 3 * time.Second
 	startWorker(t, b)
 	testenv.WaitFor(t, 10*time.Second, "the good writes to be applied", func() bool {
 		return layertest.CountRows(t, dbURL, "records") == 20
@@ -343,7 +344,7 @@ func TestPoisonEntry(t *testing.T) {
 	assert.Equal(t, 1.0, st["queue_length"], "only the poison waits")
 	assert.Equal(t, 20.0, st["writes_processed"])
 
-	testenv.WaitFor(t, 15*time.Second, "the poison to be dead-lettered", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the poison to be dead-lettered", func() bool {
 		return c.Get("/stats").Body["dead_lettered"] == 1.0
 	})
 	drained(t, tg)
