@@ -128,23 +128,12 @@ func drain(t testing.TB, p *cqrs.Projector, n int) {
 // commandsPerKey counts the write side's commands of each key.
 func commandsPerKey(t testing.TB, url string) map[string]int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT key, count(*) FROM commands GROUP BY key`)
-	require.NoError(t, err)
 	out := map[string]int{}
-	for rows.Next() {
-		var (
-			k string
-			n int
-		)
-		require.NoError(t, rows.Scan(&k, &n))
-		out[k] = n
-	}
-	require.NoError(t, rows.Err())
+	var (
+		k string
+		n int
+	)
+	testenv.ForEachRow(t, url, `SELECT key, count(*) FROM commands GROUP BY key`, nil, []any{&k, &n}, func() { out[k] = n })
 	return out
 }
 
@@ -162,18 +151,15 @@ func TestRecordWritesCommandAndEventTogether(t *testing.T) {
 	assert.Positive(t, id)
 
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.write.url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	var (
 		typ, key, value string
 		cmdKey, cmdVal  string
 	)
-	require.NoError(t, conn.QueryRow(ctx, `SELECT o.type, o.key, o.value, c.key, c.value
-FROM outbox o JOIN commands c ON c.id = o.command_id WHERE o.id = $1`, id).Scan(&typ, &key, &value, &cmdKey, &cmdVal))
+	require.NoError(t, testenv.QueryRow(e.write.url, `SELECT o.type, o.key, o.value, c.key, c.value
+FROM outbox o JOIN commands c ON c.id = o.command_id WHERE o.id = $1`, []any{id}, &typ, &key, &value, &cmdKey, &cmdVal))
 	assert.Equal(t, []string{cqrs.RecordCreated, "k", "v", "k", "v"}, []string{typ, key, value, cmdKey, cmdVal})
 
-	_, err = e.outbox.Record(ctx, "RecordDeleted", "k", "v")
+	_, err := e.outbox.Record(ctx, "RecordDeleted", "k", "v")
 	require.ErrorIs(t, err, cqrs.ErrUnknownType)
 	totals, err := e.outbox.Totals(ctx)
 	require.NoError(t, err)
@@ -330,19 +316,15 @@ INSERT INTO outbox (type, key, value, command_id, created_at) SELECT 'RecordDele
 	}
 	assert.Equal(t, map[string]int{"ok1": 1, "ok2": 1}, keys, "the events after the parked ones are applied")
 
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.read.url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT key, attempts, error FROM parked_events ORDER BY event_id`)
-	require.NoError(t, err)
 	type parked struct {
 		Key      string
 		Attempts int
 		Error    string
 	}
-	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[parked])
-	require.NoError(t, err)
+	var got []parked
+	var p parked
+	testenv.ForEachRow(t, e.read.url, `SELECT key, attempts, error FROM parked_events ORDER BY event_id`, nil,
+		[]any{&p.Key, &p.Attempts, &p.Error}, func() { got = append(got, p) })
 	require.Len(t, got, 2)
 	assert.Equal(t, "bad", got[0].Key)
 	assert.Equal(t, cfg.MaxAttempts, got[0].Attempts, "retried before it was parked")

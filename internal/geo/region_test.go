@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -59,14 +58,10 @@ func TestRegionIsARecordStore(t *testing.T) {
 
 func outboxRows(t testing.TB, dbURL string) []string {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT destination || ':' || key || '=' || value FROM replication_outbox ORDER BY id`)
-	require.NoError(t, err)
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	require.NoError(t, err)
+	out := []string{}
+	var row string
+	testenv.ForEachRow(t, dbURL, `SELECT destination || ':' || key || '=' || value FROM replication_outbox ORDER BY id`, nil,
+		[]any{&row}, func() { out = append(out, row) })
 	return out
 }
 
@@ -167,11 +162,7 @@ func TestLocalWriteBeatsANewerStoredVersion(t *testing.T) {
 	// has not observed it, so the write's stamp is older, and the write must take the stored
 	// HLC + 1 instead — in the same statement, queued with that HLC.
 	future := NewHLC(time.Now().Add(time.Hour).UnixMilli(), 0)
-	conn, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, `INSERT INTO records (key, value, region, hlc, origin) VALUES ('k', 'other', 'asia-pac', $1, 'us-east')`, int64(future))
-	require.NoError(t, err)
+	testenv.Exec(t, dbURL, `INSERT INTO records (key, value, region, hlc, origin) VALUES ('k', 'other', 'asia-pac', $1, 'us-east')`, int64(future))
 
 	e, err := reg.Write(ctx, "k", "mine", []string{USEast})
 	require.NoError(t, err)
@@ -179,7 +170,7 @@ func TestLocalWriteBeatsANewerStoredVersion(t *testing.T) {
 	assert.Greater(t, reg.Clock().Now(), e.HLC, "the clock follows")
 	assert.Equal(t, []string{"us-east:k=mine"}, outboxRows(t, dbURL))
 	var queued int64
-	require.NoError(t, conn.QueryRow(ctx, `SELECT hlc FROM replication_outbox`).Scan(&queued))
+	require.NoError(t, testenv.QueryRow(dbURL, `SELECT hlc FROM replication_outbox`, nil, &queued))
 	assert.Equal(t, int64(e.HLC), queued, "the entry carries the HLC that was stored")
 }
 

@@ -30,3 +30,12 @@ func StoredValue(t testing.TB, url, key string) (string, bool) {
 	require.NoError(t, err)
 	return v, true
 }
+
+// StoredValues returns key → value of every row of the records table of the database at url.
+func StoredValues(t testing.TB, url string) map[string]string {
+	t.Helper()
+	all := map[string]string{}
+	var k, v string
+	testenv.ForEachRow(t, url, "SELECT key, value FROM records", nil, []any{&k, &v}, func() { all[k] = v })
+	return all
+}

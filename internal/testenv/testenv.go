@@ -29,7 +29,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 )
@@ -70,22 +69,11 @@ func PostgresURL(t testing.TB) string {
 func createDatabase(t testing.TB, adminURL string) string {
 	t.Helper()
 	name := DatabaseName(t)
-	exec := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, adminURL)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec(`CREATE DATABASE "` + name + `"`); err != nil {
+	if err := execSQL(adminURL, `CREATE DATABASE "`+name+`"`); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := exec(`DROP DATABASE IF EXISTS "` + name + `" WITH (FORCE)`); err != nil {
+		if err := execSQL(adminURL, `DROP DATABASE IF EXISTS "`+name+`" WITH (FORCE)`); err != nil {
 			t.Logf("drop test database %s: %v", name, err)
 		}
 	})

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -93,21 +92,11 @@ type row struct {
 
 func (e *env) rows(t testing.TB) map[string]row {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, e.dbURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rs, err := conn.Query(ctx, "SELECT key, value, version_ms, version_seq FROM records")
-	require.NoError(t, err)
 	out := map[string]row{}
-	for rs.Next() {
-		var k string
-		var r row
-		require.NoError(t, rs.Scan(&k, &r.value, &r.ver.Ms, &r.ver.Seq))
-		out[k] = r
-	}
-	require.NoError(t, rs.Err())
+	var k string
+	var r row
+	testenv.ForEachRow(t, e.dbURL, "SELECT key, value, version_ms, version_seq FROM records", nil,
+		[]any{&k, &r.value, &r.ver.Ms, &r.ver.Seq}, func() { out[k] = r })
 	return out
 }
 

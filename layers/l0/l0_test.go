@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -58,11 +57,7 @@ func TestStartupCreatesSchemaOnce(t *testing.T) {
 	url := testenv.PostgresURL(t)
 	start(t, url)
 	start(t, url) // a second instance on the same database
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	var n int
-	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_name = 'records'`).Scan(&n))
+	require.NoError(t, testenv.QueryRow(url, `SELECT count(*) FROM information_schema.tables WHERE table_name = 'records'`, nil, &n))
 	assert.Equal(t, 1, n)
 }

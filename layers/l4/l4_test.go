@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -59,25 +58,6 @@ func totalRows(t testing.TB, urls []string) int {
 		n += layertest.CountRows(t, u, "records")
 	}
 	return n
-}
-
-// allRows returns every key and value of the shard database at url.
-func allRows(t testing.TB, url string) map[string]string {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, "SELECT key, value FROM records")
-	require.NoError(t, err)
-	all := map[string]string{}
-	var k, v string
-	_, err = pgx.ForEachRow(rows, []any{&k, &v}, func() error {
-		all[k] = v
-		return nil
-	})
-	require.NoError(t, err)
-	return all
 }
 
 // keyOn returns the first key prefix0, prefix1, … that svc places on shard.
@@ -426,7 +406,7 @@ func TestStrategiesAndShardCounts(t *testing.T) {
 					assert.Equal(t, "v", c.Read(k).Body["value"])
 				}
 				for s, u := range urls[:n] {
-					rows := allRows(t, u)
+					rows := layertest.StoredValues(t, u)
 					for i := range 30 {
 						k := fmt.Sprint(prefix, i)
 						_, ok := rows[k]

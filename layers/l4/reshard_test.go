@@ -152,7 +152,7 @@ func TestReshardOnline(t *testing.T) {
 	c := layertest.NewClient(t, after)
 	onShard := make([]map[string]string, len(urls))
 	for s, u := range urls {
-		onShard[s] = allRows(t, u)
+		onShard[s] = layertest.StoredValues(t, u)
 	}
 	for k, v := range latest {
 		assert.Equal(t, v, c.Read(k).Body["value"], k)

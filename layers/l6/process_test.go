@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -240,7 +239,7 @@ func TestWorkerKilledDuringBurst(t *testing.T) {
 	assert.Equal(t, float64(writers*perWriter), st["writes_processed"], "each write counted once, however often applied")
 	assert.Equal(t, 0.0, st["pending"])
 	assert.Equal(t, 0.0, st["dead_lettered"])
-	rows := allRows(t, dbURL)
+	rows := layertest.StoredValues(t, dbURL)
 	require.Len(t, rows, writers*keysPerWriter)
 	c := layertest.NewClient(t, tg)
 	for w := range writers {
@@ -251,26 +250,6 @@ func TestWorkerKilledDuringBurst(t *testing.T) {
 			}
 		}
 	}
-}
-
-// allRows is key → value of every record.
-func allRows(t testing.TB, dbURL string) map[string]string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rs, err := conn.Query(ctx, "SELECT key, value FROM records")
-	require.NoError(t, err)
-	out := map[string]string{}
-	for rs.Next() {
-		var k, v string
-		require.NoError(t, rs.Scan(&k, &v))
-		out[k] = v
-	}
-	require.NoError(t, rs.Err())
-	return out
 }
 
 // SIGTERM: the worker process finishes and acknowledges the batch in hand, leaves the

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -374,11 +373,7 @@ func projectorHealthcheck(t testing.TB, d dbs) (string, error) {
 func TestRefusedEventIsParkedWhereStatsShowIt(t *testing.T) {
 	tg, d := start(t)
 	c := layertest.NewClient(t, tg)
-	conn, err := pgx.Connect(context.Background(), d.read)
-	require.NoError(t, err)
-	_, err = conn.Exec(context.Background(), `ALTER TABLE records ADD CONSTRAINT no_poison CHECK (value <> 'poison')`)
-	require.NoError(t, err)
-	conn.Close(context.Background())
+	testenv.Exec(t, d.read, `ALTER TABLE records ADD CONSTRAINT no_poison CHECK (value <> 'poison')`)
 
 	bad := c.MustWrite("bad", "poison").Body["event_id"]
 	c.MustWrite("good", "v")

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -135,18 +134,11 @@ type row struct {
 // dump returns every record of one region's database.
 func dump(t testing.TB, url string) map[string]row {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT key, value, origin, hlc FROM records`)
-	require.NoError(t, err)
 	out := map[string]row{}
 	var k string
 	var r row
-	_, err = pgx.ForEachRow(rows, []any{&k, &r.Value, &r.Origin, &r.HLC}, func() error { out[k] = r; return nil })
-	require.NoError(t, err)
+	testenv.ForEachRow(t, url, `SELECT key, value, origin, hlc FROM records`, nil,
+		[]any{&k, &r.Value, &r.Origin, &r.HLC}, func() { out[k] = r })
 	return out
 }
 

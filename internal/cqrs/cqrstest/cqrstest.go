@@ -3,12 +3,10 @@
 package cqrstest
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/stretchr/testify/require"
+	"github.com/dblayers/dblayers/internal/testenv"
 )
 
 // Row is a read-model row as tests compare it.
@@ -23,14 +21,9 @@ type Row struct {
 // ReadModel returns every row of the read database at url, ordered by key.
 func ReadModel(t testing.TB, url string) []Row {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT key, value, created_at, updated_at, read_count, write_count FROM records ORDER BY key`)
-	require.NoError(t, err)
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Row])
-	require.NoError(t, err)
+	out := []Row{}
+	var r Row
+	testenv.ForEachRow(t, url, `SELECT key, value, created_at, updated_at, read_count, write_count FROM records ORDER BY key`, nil,
+		[]any{&r.Key, &r.Value, &r.CreatedAt, &r.UpdatedAt, &r.ReadCount, &r.WriteCount}, func() { out = append(out, r) })
 	return out
 }
