@@ -81,14 +81,15 @@ func (f *fixture) another(t *testing.T, opts ...func(*l10.Config)) *fixture {
 		},
 	}
 	g.anon = layertest.Target{URL: srv.URL, Layer: l10.Layer}
+	awaitSubscribed(t, g.client(t))
 	return &g
 }
 
 func (f *fixture) client(t *testing.T) *layertest.Client { return layertest.NewClient(t, f.tg) }
 
 // awaitSubscribed waits until c's instance gets other instances' invalidations: until then
-// its L1 entries are short-lived, and the subscription clears L1 when it comes up, so a
-// test of what L1 answers must wait for it.
+// its L1 entries are short-lived, and the subscription clears L1 when it comes up, so every
+// instance a test starts waits for it (another) before the test looks at what L1 answers.
 func awaitSubscribed(t *testing.T, c *layertest.Client) {
 	t.Helper()
 	testenv.WaitFor(t, 10*time.Second, "the invalidation subscription", func() bool {
@@ -159,7 +160,6 @@ func TestOriginal(t *testing.T) {
 	})
 	t.Run("test_read_with_cache", func(t *testing.T) {
 		c := f.client(t)
-		awaitSubscribed(t, c)
 		c.MustWrite("cache_test", "cached_value")
 		for range 2 { // the write filled both tiers: L1 answers
 			r := c.Read("cache_test")
@@ -170,7 +170,6 @@ func TestOriginal(t *testing.T) {
 		}
 		// Another instance (its own L1) finds it in L2, then in its L1.
 		gc := f.another(t).client(t)
-		awaitSubscribed(t, gc)
 		for _, level := range []string{"L2", "L1"} {
 			r := gc.Read("cache_test")
 			assert.Equal(t, "cached_value", r.Body["value"])
