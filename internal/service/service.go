@@ -55,7 +55,7 @@ func Run(ctx context.Context, name string, defaultPort int, cfg any, srv *httpap
 	out := newBufferedWriter(os.Stderr)
 	defer out.Flush()
 	go out.flushEvery(ctx, logFlushInterval)
-	logger := newLogger(out, srv.LogLevel).With("service", name)
+	logger := processLogger(out, srv.LogLevel).With("service", name)
 	logger.Info("starting", "config", config.LogValue(cfg))
 	svc, err := build(ctx, logger)
 	if err != nil {
@@ -65,19 +65,24 @@ func Run(ctx context.Context, name string, defaultPort int, cfg any, srv *httpap
 	return httpapi.Serve(ctx, *srv, svc.Handler(), logger)
 }
 
-// NewLogger returns a JSON slog logger on stderr at the named level (default info).
-func NewLogger(level string) *slog.Logger { return newLogger(os.Stderr, level) }
+// NewLogger returns a JSON slog logger on stderr at the named level (default info), the
+// process's logger: go-redis's lines go to it too, so that stderr holds only JSON.
+func NewLogger(level string) *slog.Logger { return processLogger(os.Stderr, level) }
 
-// newLogger returns the process's logger, which also gets go-redis's lines (one logger per
-// process: the last one made), so that stderr holds only JSON.
+// processLogger is newLogger on w that also gets go-redis's lines (go-redis has one logger
+// per process).
+func processLogger(w io.Writer, level string) *slog.Logger {
+	logger := newLogger(w, level)
+	cache.LogRedisTo(logger)
+	return logger
+}
+
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		l = slog.LevelInfo
 	}
-	logger := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
-	cache.LogRedisTo(logger)
-	return logger
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 // logFlushInterval bounds how long a served request's access-log line may wait in memory.
