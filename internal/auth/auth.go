@@ -29,6 +29,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -342,13 +343,14 @@ func bearer(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-// clientAddress is the request's remote host, without the port.
+// clientAddress is the request's remote host, without the port. RemoteAddr is host:port
+// from the connection, or a bare IP (IPv6 included) when the router's RealIP took it from
+// a proxy header.
 func clientAddress(r *http.Request) string {
-	addr := r.RemoteAddr
-	if i := strings.LastIndexByte(addr, ':'); i > 0 && !strings.HasSuffix(addr, "]") {
-		addr = addr[:i]
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
 	}
-	return strings.Trim(addr, "[]")
+	return strings.Trim(r.RemoteAddr, "[]")
 }
 
 type ctxKey struct{}

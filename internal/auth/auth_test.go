@@ -136,6 +136,9 @@ func TestDevelopmentMode(t *testing.T) {
 }
 
 func TestConfiguration(t *testing.T) {
+	edPub, _, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	publicKey := pemPublic(t, edPub) // a valid key: only the not-both rule can refuse it below
 	tests := []struct {
 		name string
 		cfg  auth.Config
@@ -152,7 +155,8 @@ func TestConfiguration(t *testing.T) {
 		{"a digest that is not SHA-256 hex", auth.Config{Enabled: true, APIKeyHashes: []string{"a:abc"}}, false},
 		{"JWT only", auth.Config{Enabled: true, JWTSecret: secret}, true},
 		{"a short JWT secret", auth.Config{Enabled: true, JWTSecret: "short"}, false},
-		{"a secret and a public key", auth.Config{Enabled: true, JWTSecret: secret, JWTPublicKey: "x"}, false},
+		{"a secret and a public key", auth.Config{Enabled: true, JWTSecret: secret, JWTPublicKey: publicKey}, false},
+		{"a public key alone", auth.Config{Enabled: true, JWTPublicKey: publicKey}, true},
 		{"a public key that is none", auth.Config{Enabled: true, JWTPublicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"}, false},
 		{"a public key file that is missing", auth.Config{Enabled: true, JWTPublicKey: "/nonexistent/key.pem"}, false},
 	}
@@ -180,6 +184,11 @@ func TestDisabled(t *testing.T) {
 	r.RemoteAddr = "[2001:db8::1]:5555"
 	id, _ = a.Authenticate(r)
 	assert.Equal(t, "2001:db8::1", id.ID)
+	for _, bare := range []string{"2001:db8::1", "192.0.2.7"} { // as RealIP sets it from a proxy header
+		r.RemoteAddr = bare
+		id, _ = a.Authenticate(r)
+		assert.Equal(t, bare, id.ID)
+	}
 }
 
 func TestJWTHS256(t *testing.T) {
