@@ -133,7 +133,7 @@ func commandsPerKey(t testing.TB, url string) map[string]int {
 		k string
 		n int
 	)
-	testenv.ForEachRow(t, url, `SELECT key, count(*) FROM commands GROUP BY key`, nil, []any{&k, &n}, func() { out[k] = n })
+	require.NoError(t, testenv.ForEachRow(url, `SELECT key, count(*) FROM commands GROUP BY key`, nil, []any{&k, &n}, func() { out[k] = n }))
 	return out
 }
 
@@ -323,8 +323,8 @@ INSERT INTO outbox (type, key, value, command_id, created_at) SELECT 'RecordDele
 	}
 	var got []parked
 	var p parked
-	testenv.ForEachRow(t, e.read.url, `SELECT key, attempts, error FROM parked_events ORDER BY event_id`, nil,
-		[]any{&p.Key, &p.Attempts, &p.Error}, func() { got = append(got, p) })
+	require.NoError(t, testenv.ForEachRow(e.read.url, `SELECT key, attempts, error FROM parked_events ORDER BY event_id`, nil,
+		[]any{&p.Key, &p.Attempts, &p.Error}, func() { got = append(got, p) }))
 	require.Len(t, got, 2)
 	assert.Equal(t, "bad", got[0].Key)
 	assert.Equal(t, cfg.MaxAttempts, got[0].Attempts, "retried before it was parked")

@@ -60,8 +60,8 @@ func outboxRows(t testing.TB, dbURL string) []string {
 	t.Helper()
 	out := []string{}
 	var row string
-	testenv.ForEachRow(t, dbURL, `SELECT destination || ':' || key || '=' || value FROM replication_outbox ORDER BY id`, nil,
-		[]any{&row}, func() { out = append(out, row) })
+	require.NoError(t, testenv.ForEachRow(dbURL, `SELECT destination || ':' || key || '=' || value FROM replication_outbox ORDER BY id`, nil,
+		[]any{&row}, func() { out = append(out, row) }))
 	return out
 }
 

@@ -36,6 +36,6 @@ func StoredValues(t testing.TB, url string) map[string]string {
 	t.Helper()
 	all := map[string]string{}
 	var k, v string
-	testenv.ForEachRow(t, url, "SELECT key, value FROM records", nil, []any{&k, &v}, func() { all[k] = v })
+	require.NoError(t, testenv.ForEachRow(url, "SELECT key, value FROM records", nil, []any{&k, &v}, func() { all[k] = v }))
 	return all
 }

@@ -50,16 +50,16 @@ func execSQL(url, sql string, args ...any) error {
 }
 
 // ForEachRow runs a query on the PostgreSQL database at url, on a connection of its own,
-// scans each row into scans and calls fn after each (pgx.ForEachRow), and fails t on any
-// error.
-func ForEachRow(t testing.TB, url, sql string, args, scans []any, fn func()) {
-	t.Helper()
-	require.NoError(t, withConn(url, func(ctx context.Context, conn *pgx.Conn) error {
+// scans each row into scans and calls fn after each (pgx.ForEachRow). Like QueryRow it
+// returns any error rather than failing a test, so that a goroutine other than the test's
+// may call it.
+func ForEachRow(url, sql string, args, scans []any, fn func()) error {
+	return withConn(url, func(ctx context.Context, conn *pgx.Conn) error {
 		rows, err := conn.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}
 		_, err = pgx.ForEachRow(rows, scans, func() error { fn(); return nil })
 		return err
-	}))
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dblayers/dblayers/internal/cache"
+	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/internal/writequeue"
 )
 
@@ -51,14 +52,11 @@ func BenchmarkDrain(b *testing.B) {
 				go func() { w.Run(wctx); close(done) }()
 				b.Cleanup(func() { cancel(); <-done })
 			}
-			for {
+			testenv.WaitFor(b, time.Minute, "the workers to drain the stream", func() bool {
 				st, err := e.queue.Stats(ctx)
 				require.NoError(b, err)
-				if st.Length == 0 {
-					break
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+				return st.Length == 0
+			})
 			elapsed := time.Since(start)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")

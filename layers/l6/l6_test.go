@@ -336,9 +336,11 @@ func TestPoisonEntry(t *testing.T) {
 	// 3 attempts take at least 6 s: time to look in between, even on a loaded machine.
 	b.Worker.ClaimMinIdle = 3 * time.Second
 	startWorker(t, b)
-	testenv.WaitFor(t, 10*time.Second, "the good writes to be applied", func() bool {
-		return layertest.CountRows(t, dbURL, "records") == 20
+	// Counted once acknowledged, which follows the commit.
+	testenv.WaitFor(t, 10*time.Second, "the good writes to be applied and acknowledged", func() bool {
+		return c.Get("/stats").Body["writes_processed"] == 20.0
 	})
+	assert.Equal(t, 20, layertest.CountRows(t, dbURL, "records"))
 	st := c.Get("/stats").Body
 	assert.Equal(t, 0.0, st["dead_lettered"], "still being retried")
 	assert.Equal(t, 1.0, st["queue_length"], "only the poison waits")

@@ -280,7 +280,8 @@ func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 		return cmd.Run()
 	}
 	require.Error(t, healthcheck(), "no worker yet")
-	p := startWorkerProcess(t, dbURL, redisURL, "drain")
+	// Batches of 10: a backlog left when SIGTERM comes, however fast the machine.
+	p := startWorkerProcess(t, dbURL, redisURL, "drain", "WORKER_BATCH_SIZE=10")
 	testenv.WaitFor(t, 30*time.Second, "the worker to apply writes", func() bool {
 		return counter(t, rdb, "write_queue:processed") > 0
 	})

@@ -137,8 +137,8 @@ func dump(t testing.TB, url string) map[string]row {
 	out := map[string]row{}
 	var k string
 	var r row
-	testenv.ForEachRow(t, url, `SELECT key, value, origin, hlc FROM records`, nil,
-		[]any{&k, &r.Value, &r.Origin, &r.HLC}, func() { out[k] = r })
+	require.NoError(t, testenv.ForEachRow(url, `SELECT key, value, origin, hlc FROM records`, nil,
+		[]any{&k, &r.Value, &r.Origin, &r.HLC}, func() { out[k] = r }))
 	return out
 }
 

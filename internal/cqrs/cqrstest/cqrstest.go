@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/dblayers/dblayers/internal/testenv"
 )
 
@@ -23,7 +25,7 @@ func ReadModel(t testing.TB, url string) []Row {
 	t.Helper()
 	out := []Row{}
 	var r Row
-	testenv.ForEachRow(t, url, `SELECT key, value, created_at, updated_at, read_count, write_count FROM records ORDER BY key`, nil,
-		[]any{&r.Key, &r.Value, &r.CreatedAt, &r.UpdatedAt, &r.ReadCount, &r.WriteCount}, func() { out = append(out, r) })
+	require.NoError(t, testenv.ForEachRow(url, `SELECT key, value, created_at, updated_at, read_count, write_count FROM records ORDER BY key`, nil,
+		[]any{&r.Key, &r.Value, &r.CreatedAt, &r.UpdatedAt, &r.ReadCount, &r.WriteCount}, func() { out = append(out, r) }))
 	return out
 }
