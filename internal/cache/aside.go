@@ -49,7 +49,13 @@ func NewAside(rdb redis.UniversalClient, next record.Store, ttl time.Duration, l
 // CacheKey is the Redis key of a cached record, as in the original: record:{key}.
 func CacheKey(key string) string { return "record:" + key }
 
-func leaseKey(key string) string { return LeaseKey(CacheKey(key)) }
+// RecordKeys are the Redis keys of key's cached record and of its fill lease: what to
+// delete when the record changes behind cache-aside's back (a write buffer's worker, a
+// shard move).
+func RecordKeys(key string) []string {
+	ck := CacheKey(key)
+	return []string{ck, LeaseKey(ck)}
+}
 
 // fillScript sets KEYS[1] to ARGV[2] for ARGV[3] ms if KEYS[2] (the lease) still holds
 // ARGV[1], and drops the lease.

@@ -13,11 +13,20 @@ import (
 	"github.com/dblayers/dblayers/internal/logthrottle"
 )
 
-// NewRedis returns a client for url with short timeouts and no retries, so that a Redis
-// outage costs a request milliseconds, not seconds: callers fall back to the database.
-// That includes dialing: go-redis's default is five dials 100 ms apart, which made every
-// call wait 400 ms while Redis refused connections.
+// NewRedis returns a client for url with RedisOptions.
 func NewRedis(url string) (*redis.Client, error) {
+	opt, err := RedisOptions(url)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(opt), nil
+}
+
+// RedisOptions are the client settings for url: short timeouts and no retries, so that a
+// Redis outage costs a request milliseconds, not seconds: callers fall back to the
+// database. That includes dialing: go-redis's default is five dials 100 ms apart, which
+// made every call wait 400 ms while Redis refused connections.
+func RedisOptions(url string) (*redis.Options, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse redis URL: %w", err)
@@ -28,7 +37,7 @@ func NewRedis(url string) (*redis.Client, error) {
 	opt.MaxRetries = -1   // no retries: a failed cache call falls back, it does not wait
 	opt.DialerRetries = 1 // one dial per connection attempt
 	opt.DisableIdentity = true
-	return redis.NewClient(opt), nil
+	return opt, nil
 }
 
 // Ping reports whether rdb answers within a short bound.

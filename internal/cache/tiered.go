@@ -337,6 +337,13 @@ type TieredStats struct {
 	L1Invalidate int64 // L1 entries dropped by a write of their key
 }
 
+// HitRate is the percentage of reads answered by either tier. A read that missed L1 and hit
+// L2 is one hit, not a miss and a hit; the counters are read one by one while reads go
+// on, so the misses are clamped at 0.
+func (s TieredStats) HitRate() float64 {
+	return HitRate(s.L1Hits+s.L2Hits, max(0, s.L1Misses-s.L2Hits))
+}
+
 // Stats returns the cache's numbers; the L2 fields need Redis (L2Available false and
 // L2Keys 0 when it cannot be reached).
 func (t *Tiered) Stats(ctx context.Context) TieredStats {

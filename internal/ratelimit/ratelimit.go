@@ -83,9 +83,6 @@ func New(rdb redis.UniversalClient, cfg Config, logger *slog.Logger) (*Limiter, 
 	return l, nil
 }
 
-// Config is the limiter's configuration.
-func (l *Limiter) Config() Config { return l.cfg }
-
 // Decision is the outcome of one check.
 type Decision struct {
 	Allowed    bool

@@ -44,9 +44,7 @@ func BenchmarkDrain(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			for i := range workers {
-				w := writequeue.NewWorker(e.rdb, stream, e.pool, func(k string) []string {
-					return []string{cache.CacheKey(k), cache.LeaseKey(cache.CacheKey(k))}
-				}, cfg, fmt.Sprint("bench-", i), slog.New(slog.DiscardHandler))
+				w := writequeue.NewWorker(e.rdb, stream, e.pool, cache.RecordKeys, cfg, fmt.Sprint("bench-", i), slog.New(slog.DiscardHandler))
 				wctx, cancel := context.WithCancel(ctx)
 				done := make(chan struct{})
 				go func() { w.Run(wctx); close(done) }()

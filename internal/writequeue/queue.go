@@ -402,12 +402,7 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Stats{}, fmt.Errorf("queue stats: %w", err)
 	}
-	seen := float64(now.Val().Add(-WorkerSeen).UnixMilli())
-	for _, w := range workers.Val() {
-		if w.Score >= seen {
-			st.Workers++
-		}
-	}
+	st.Workers = int64(len(live(workers.Val(), now.Val())))
 	if len(oldest.Val()) == 1 {
 		if id, err := ParseID(oldest.Val()[0].ID); err == nil {
 			age := now.Val().Sub(time.UnixMilli(id.Ms)).Seconds()
@@ -425,14 +420,19 @@ func LiveWorkers(ctx context.Context, rdb redis.UniversalClient, names Names) ([
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("read heartbeats: %w", err)
 	}
-	seen := float64(now.Val().Add(-WorkerSeen).UnixMilli())
-	var live []string
-	for _, b := range beats.Val() {
+	return live(beats.Val(), now.Val()), nil
+}
+
+// live returns the workers of heartbeats (name → unix ms) seen within WorkerSeen of now.
+func live(heartbeats []redis.Z, now time.Time) []string {
+	seen := float64(now.Add(-WorkerSeen).UnixMilli())
+	var names []string
+	for _, b := range heartbeats {
 		if name, ok := b.Member.(string); ok && b.Score >= seen {
-			live = append(live, name)
+			names = append(names, name)
 		}
 	}
-	return live, nil
+	return names
 }
 
 func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }

@@ -94,7 +94,7 @@ func RunWorkers(ctx context.Context, rdb redis.UniversalClient, stream string, c
 	cacheKeys func(string) []string, cfg WorkerConfig, logger *slog.Logger) {
 	base := cfg.Consumer
 	if base == "" {
-		base = DefaultConsumer()
+		base = defaultConsumer()
 	}
 	var wg sync.WaitGroup
 	for i := range max(cfg.Concurrency, 1) {
@@ -104,8 +104,8 @@ func RunWorkers(ctx context.Context, rdb redis.UniversalClient, stream string, c
 	wg.Wait()
 }
 
-// DefaultConsumer is host-pid-random: unique per process, readable in XINFO.
-func DefaultConsumer() string {
+// defaultConsumer is host-pid-random: unique per process, readable in XINFO.
+func defaultConsumer() string {
 	host, _ := os.Hostname()
 	var b [3]byte
 	_, _ = rand.Read(b[:])

@@ -63,9 +63,7 @@ func testConfig() writequeue.WorkerConfig {
 func (e *env) startWorker(t testing.TB, consumer string, cfg writequeue.WorkerConfig) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	w := writequeue.NewWorker(e.rdb, stream, e.pool, func(k string) []string {
-		return []string{cache.CacheKey(k), cache.LeaseKey(cache.CacheKey(k))}
-	}, cfg, consumer, slog.New(slog.DiscardHandler))
+	w := writequeue.NewWorker(e.rdb, stream, e.pool, cache.RecordKeys, cfg, consumer, slog.New(slog.DiscardHandler))
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	var once sync.Once

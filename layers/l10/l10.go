@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if s.router, err = shard.NewRouter(shard.Modulo, stores); err != nil {
 		return nil, err
 	}
-	s.metrics.register(reg, s)
+	registerScraped(reg, s)
 
 	channel := cfg.InvalidationChannel
 	if channel == "" {
@@ -505,7 +505,7 @@ func (s *Service) stats(r *http.Request) (any, error) {
 		Cache: CacheStats{
 			L1Size: cs.L1Size, L1MaxSize: cs.L1MaxSize, L2Keys: cs.L2Keys, L1Hits: cs.L1Hits, L1Misses: cs.L1Misses,
 			L2Available: cs.L2Available, L2Hits: cs.L2Hits, L2Misses: cs.L2Misses,
-			HitRate:      cache.HitRate(cs.L1Hits+cs.L2Hits, max(0, cs.L1Misses-cs.L2Hits)),
+			HitRate:      cs.HitRate(),
 			L1Subscribed: cs.Subscribed,
 		},
 		CircuitBreakers: s.breakerStates(),
@@ -514,7 +514,7 @@ func (s *Service) stats(r *http.Request) (any, error) {
 			FailOpen: s.cfg.RateLimitFailOpen, Healthy: s.limiter.Ping(r.Context()) == nil,
 		},
 		Features: map[string]bool{
-			"authentication": s.auth.Enabled(), "jwt": s.auth.Enabled() && jwt, "metrics": s.cfg.EnableMetrics,
+			"authentication": s.auth.Enabled(), "jwt": jwt, "metrics": s.cfg.EnableMetrics,
 			"circuit_breakers": true, "rate_limiting": true, "multi_tier_cache": true, "database_sharding": true,
 		},
 	}
@@ -564,9 +564,9 @@ func newLayerMetrics(reg *prometheus.Registry) *layerMetrics {
 	return m
 }
 
-// register adds the series read from the service at scrape time: breaker states and
-// pool statistics.
-func (m *layerMetrics) register(reg *prometheus.Registry, s *Service) {
+// registerScraped adds the series read from s at scrape time: breaker states and pool
+// statistics.
+func registerScraped(reg *prometheus.Registry, s *Service) {
 	metrics.NewGaugeFuncs(reg, "circuit_breaker_state",
 		"State of a shard's circuit breaker: 0 closed, 1 half-open, 2 open.", "breaker", shardNames,
 		func(name string) float64 { return s.Breaker(name).Value() })

@@ -71,7 +71,7 @@ func Reshard(ctx context.Context, cfg Config, opts ReshardOptions) (shard.Report
 		m.Invalidate = func(ctx context.Context, keys []string) error {
 			del := make([]string, 0, 2*len(keys))
 			for _, k := range keys {
-				del = append(del, cache.CacheKey(k), cache.LeaseKey(cache.CacheKey(k)))
+				del = append(del, cache.RecordKeys(k)...)
 			}
 			return rdb.Del(ctx, del...).Err()
 		}

@@ -199,7 +199,7 @@ func (s *Service) stats(r *http.Request) (any, error) {
 		DBPoolSize: s.pool.Stat().TotalConns(),
 		TotalHits:  st.L1Hits + st.L2Hits, TotalMisses: st.L1Misses + st.L2Misses,
 		// The share of reads answered by a cache: every read is an L1 hit or an L1 miss.
-		OverallHitRate: cache.HitRate(st.L1Hits+st.L2Hits, max(0, st.L1Misses-st.L2Hits)),
+		OverallHitRate: st.HitRate(),
 		DBReads:        st.DBReads, L1InvalidationsRecv: st.Received, L1Subscribed: st.Subscribed, L2Pending: st.L2Pending,
 	}, nil
 }

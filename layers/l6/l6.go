@@ -52,13 +52,11 @@ type Config struct {
 
 // Service is a running L6 API.
 type Service struct {
-	cfg     Config
 	pool    *pgstore.Pool
 	rdb     *redis.Client
 	db      *pgstore.Store
 	cache   *cache.Aside
 	queue   *writequeue.Queue
-	store   *writequeue.Store
 	handler http.Handler
 
 	stopWorkers context.CancelFunc
@@ -83,13 +81,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	}
 	db := pgstore.NewStore(pool)
 	aside := cache.NewAside(rdb, db, cfg.CacheTTL, logger)
-	s := &Service{
-		cfg: cfg, pool: pool, rdb: rdb, db: db, cache: aside, queue: queue,
-		store: writequeue.NewStore(queue, aside),
-	}
+	s := &Service{pool: pool, rdb: rdb, db: db, cache: aside, queue: queue}
+	store := writequeue.NewStore(queue, aside)
 	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
 	r.Post("/write", httpapi.Handle(s.write))
-	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.store.Lookup, readAnswer)))
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(store.Lookup, readAnswer)))
 	r.Get("/health", httpapi.Handle(s.health))
 	httpapi.Stats(r, s.stats, "/stats")
 	s.handler = r
@@ -225,12 +221,5 @@ func openDatabase(ctx context.Context, b Backends) (*pgstore.Pool, error) {
 
 // runWorkers applies queued writes until ctx ends, then drains.
 func runWorkers(ctx context.Context, rdb redis.UniversalClient, pool *pgstore.Pool, b Backends, logger *slog.Logger) {
-	writequeue.RunWorkers(ctx, rdb, b.QueueName, pool, cacheKeys, b.Worker, logger)
-}
-
-// cacheKeys are the Redis keys that hold key's cached record (and its fill lease), which
-// a worker deletes once it has applied a write of key.
-func cacheKeys(key string) []string {
-	ck := cache.CacheKey(key)
-	return []string{ck, cache.LeaseKey(ck)}
+	writequeue.RunWorkers(ctx, rdb, b.QueueName, pool, cache.RecordKeys, b.Worker, logger)
 }

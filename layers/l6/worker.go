@@ -34,15 +34,13 @@ type WorkerProcess struct {
 // creating the schema) and prepares the Redis client. Redis may come up later: the
 // workers retry.
 func NewWorkerProcess(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) (*WorkerProcess, error) {
-	opt, err := redis.ParseURL(cfg.RedisURL)
+	opt, err := cache.RedisOptions(cfg.RedisURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse redis URL: %w", err)
+		return nil, err
 	}
 	// Longer timeouts than the API's: a worker's scripts carry whole batches, and nobody
 	// waits on them; a failed call is retried by the worker, never by the client.
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 2*time.Second, 5*time.Second, 5*time.Second
-	opt.MaxRetries = -1
-	opt.DisableIdentity = true
 	rdb := redis.NewClient(opt)
 	pool, err := openDatabase(ctx, cfg.Backends)
 	if err != nil {
