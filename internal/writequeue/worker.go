@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -136,7 +137,7 @@ func (w *Worker) Run(ctx context.Context) {
 	var retry backoff
 	for msgs := range batches {
 		for {
-			applied, err := w.process(work, msgs)
+			applied, rest, err := w.process(work, msgs)
 			if len(applied) > 0 {
 				acks <- applied // committed: acknowledge even if the rest must be retried
 			}
@@ -144,6 +145,7 @@ func (w *Worker) Run(ctx context.Context) {
 				retry.reset()
 				break
 			}
+			msgs = rest // only what is not settled yet: a rejection counts once per delivery
 			w.logger.Warn("cannot flush a batch; retrying", "entries", len(msgs), "error", err)
 			if !retry.wait(ctx) {
 				w.logger.Warn("stopping with a batch unapplied; it stays pending for another worker", "entries", len(msgs))
@@ -256,59 +258,75 @@ func (w *Worker) recoverGroup(ctx context.Context, err error) error {
 }
 
 // process applies one batch and returns the writes it committed, to be acknowledged. Its
-// error is one worth retrying the whole batch for (the database or Redis unreachable); a
-// write PostgreSQL rejects is dealt with here and is not an error.
-func (w *Worker) process(ctx context.Context, msgs []redis.XMessage) ([]write, error) {
+// error is one worth retrying the batch for (the database or Redis unreachable), and rest
+// is then what to retry: the messages not yet committed, rejected or dead-lettered. A write
+// PostgreSQL rejects is dealt with here and is not an error.
+func (w *Worker) process(ctx context.Context, msgs []redis.XMessage) (applied []write, rest []redis.XMessage, err error) {
+	settled := map[string]bool{}
+	defer func() {
+		if err != nil {
+			rest = slices.DeleteFunc(slices.Clone(msgs), func(m redis.XMessage) bool { return settled[m.ID] })
+		}
+	}()
 	es := make([]entry, 0, len(msgs))
 	for _, m := range msgs {
 		e, err := parseEntry(m.ID, m.Values)
 		if err != nil {
 			w.logger.Error("malformed entry; moving it to the dead-letter stream", "id", m.ID, "error", err)
 			if err := w.deadLetter(ctx, e, "malformed entry: "+err.Error()); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
+			settled[m.ID] = true
 			continue
 		}
 		es = append(es, e)
 	}
 	ws := collapse(es)
-	var applied []write
 	for len(ws) > 0 {
 		n, size := 0, 0
 		for n < len(ws) && (n == 0 || size+ws[n].size() <= maxStatementBytes) {
 			size += ws[n].size()
 			n++
 		}
-		done, err := w.flush(ctx, ws[:n])
+		done, rejected, err := w.flush(ctx, ws[:n])
 		applied = append(applied, done...)
+		for _, wr := range slices.Concat(done, rejected) {
+			for _, e := range wr.entries {
+				settled[e.id] = true
+			}
+		}
 		if err != nil {
-			return applied, err
+			return applied, nil, err
 		}
 		ws = ws[n:]
 	}
-	return applied, nil
+	return applied, nil, nil
 }
 
-// flush applies ws in one statement and returns what it committed. If PostgreSQL rejects
-// the statement for its data, ws is split in halves, and so on, until the rejected write is
-// alone: the others are applied, and only that one is set aside.
-func (w *Worker) flush(ctx context.Context, ws []write) ([]write, error) {
-	err := apply(ctx, w.conns, ws)
+// flush applies ws in one statement and returns what it committed and what PostgreSQL
+// rejected (counted as an attempt, or dead-lettered). If PostgreSQL rejects the statement
+// for its data, ws is split in halves, and so on, until the rejected write is alone: the
+// others are applied, and only that one is set aside.
+func (w *Worker) flush(ctx context.Context, ws []write) (applied, rejected []write, err error) {
+	err = apply(ctx, w.conns, ws)
 	switch {
 	case err == nil:
-		return ws, nil
+		return ws, nil, nil
 	case !isPoison(err):
-		return nil, err
+		return nil, nil, err
 	case len(ws) == 1:
-		return nil, w.reject(ctx, ws[0], err)
+		if err := w.reject(ctx, ws[0], err); err != nil {
+			return nil, nil, err
+		}
+		return nil, ws, nil
 	}
 	mid := len(ws) / 2
-	left, err := w.flush(ctx, ws[:mid])
+	applied, rejected, err = w.flush(ctx, ws[:mid])
 	if err != nil {
-		return left, err
+		return applied, rejected, err
 	}
-	right, err := w.flush(ctx, ws[mid:])
-	return append(left, right...), err
+	right, rightRejected, err := w.flush(ctx, ws[mid:])
+	return slices.Concat(applied, right), slices.Concat(rejected, rightRejected), err
 }
 
 // trimLua is a Lua function shared by the scripts that acknowledge entries: it removes

@@ -8,9 +8,11 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -62,8 +64,14 @@ func testConfig() writequeue.WorkerConfig {
 // startWorker runs a worker until the test ends (or the returned stop is called).
 func (e *env) startWorker(t testing.TB, consumer string, cfg writequeue.WorkerConfig) (stop func()) {
 	t.Helper()
+	return e.startWorkerOn(t, e.pool, consumer, cfg)
+}
+
+// startWorkerOn is startWorker applying writes through conns.
+func (e *env) startWorkerOn(t testing.TB, conns pgstore.Conns, consumer string, cfg writequeue.WorkerConfig) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	w := writequeue.NewWorker(e.rdb, stream, e.pool, cache.RecordKeys, cfg, consumer, slog.New(slog.DiscardHandler))
+	w := writequeue.NewWorker(e.rdb, stream, conns, cache.RecordKeys, cfg, consumer, slog.New(slog.DiscardHandler))
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	var once sync.Once
@@ -291,6 +299,40 @@ func TestPoisonEntryIsIsolatedAndDeadLettered(t *testing.T) {
 	assert.False(t, ok)
 	_, err = e.store.Get(ctx, "poison")
 	assert.ErrorIs(t, err, record.ErrNotFound)
+}
+
+// flakyConns fails its failAt-th call as if the connection had dropped.
+type flakyConns struct {
+	pgstore.Conns
+	failAt int64
+	calls  atomic.Int64
+}
+
+func (f *flakyConns) WithConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+	if f.calls.Add(1) == f.failAt {
+		return errors.New("connection reset by peer")
+	}
+	return f.Conns.WithConn(ctx, fn)
+}
+
+// A transient failure after a rejection retries only what is not settled yet: the
+// rejection is counted once for its delivery, not again with every retry of the batch.
+func TestRetryAfterTransientFailureCountsARejectionOnce(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 0)
+	poison, err := e.queue.Enqueue(ctx, "a", "nul \x00 byte")
+	require.NoError(t, err)
+	_, err = e.queue.Enqueue(ctx, "b", "v")
+	require.NoError(t, err)
+	// One batch, keys in order: [a b] is refused for a's data, [a] alone is rejected
+	// (attempt 1), then [b] fails on the connection.
+	cfg := testConfig()
+	cfg.ClaimMinIdle = time.Minute // a is not redelivered during the test
+	e.startWorkerOn(t, &flakyConns{Conns: e.pool, failAt: 3}, "w", cfg)
+	testenv.WaitFor(t, 10*time.Second, "b to be applied", func() bool { return e.rows(t)["b"].value == "v" })
+	n, err := e.rdb.HGet(ctx, stream+":attempts", poison.ID).Int()
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "one delivery, one rejection")
 }
 
 // Two workers apply the same keys while entries are redelivered to them. First, entries
