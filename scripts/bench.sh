@@ -167,6 +167,11 @@ say "benchmark: layers ${layers[*]}; $duration per workload after $warmup warm-u
 # ---------------------------------------------------------------------------------------------
 # Measuring
 
+# interrupted FILE: whether loadgen's JSON result FILE says it was stopped early (the time
+# limit's SIGINT): it still reports what it sent, which is then neither a measurement nor a
+# finished preload.
+interrupted() { grep -q '"interrupted": *true' "$1"; }
+
 # measure TARGET NAME WORKLOAD SHAPE NOTE LOADGEN-RUN-ARG...: one workload, recorded.
 measure() {
 	local target=$1 name=$2 workload=$3 shape=$4 note=$5 out=$work/run.json rc=0 rps p50 p99 non2xx errs
@@ -179,7 +184,7 @@ measure() {
 		record "$target" "$name" "$workload" "$shape" "$note" -skipped "loadgen failed (exit $rc)"
 		return 0
 	fi
-	if grep -q '"interrupted": *true' "$out"; then
+	if interrupted "$out"; then
 		record "$target" "$name" "$workload" "$shape" "$note" -skipped "stopped after $run_limit s (time limit)"
 		return 0
 	fi
@@ -247,8 +252,7 @@ preload() {
 			"${WL_HEADERS[@]}" -d "$(wl_write_body "$n" "k{n}" "v{n}")" "$base$(wl_write_path "$n")" \
 			>"$work/preload.json" 2>"$work/err" || rc=$?
 		wl_wait_drained "$n" "$DRAIN_LIMIT" >&2 || true
-		# An interrupted loadgen (the time limit's SIGINT) still reports what it sent: not a preload.
-		if ((rc != 0)) || grep -q '"interrupted": *true' "$work/preload.json" ||
+		if ((rc != 0)) || interrupted "$work/preload.json" ||
 			! line=$("$LOADREPORT" parse -tool loadgen "$work/preload.json"); then
 			show_log "$work/err" 5
 			say "L$n: preload stopped (loadgen exit $rc; $PRELOAD_LIMIT s at most)"

@@ -50,7 +50,7 @@ WL_BENCH_ENV=([10]="RATE_LIMIT_REQUESTS=1000000000")
 WL_BENCH_ENV_WHY=([10]="so that the rate limiter, which counts per API key, admits every request while still running its check")
 # Preloaded keys for the uniform reads, at most, where bench.sh -k would take hours to load.
 WL_KEYS_MAX=([8]=2000)
-WL_KEYS_WHY=([8]="FerretDB's SQLite backend never uses its _id index (the index's expression and the lookup's differ), so every document write scans the collection and loading slows as it grows: 2,000 documents loaded in 12 s into an empty collection, 10,000 took 203 s, and rewriting them once 10,000 were stored ran at 4 writes/s")
+WL_KEYS_WHY=([8]="FerretDB's SQLite backend never uses its _id index (the index's expression and the lookup's differ), so every document write scans the collection and loading slows as it grows: in one preload on 2026-11-22 (loadgen, not kept as a report) 2,000 documents loaded in 12 s into an empty collection and 10,000 in 203 s, and rewriting documents in a full collection ran at 4 writes/s")
 # Clients for the preload, where the benchmark's -c would overload the layer: L8's document
 # writes are one SQLite commit each, so 50 clients only make most of them wait out the pool
 # and answer 503.
