@@ -18,18 +18,23 @@ type Router struct {
 	placement Placement
 	previous  Placement // the placement being left while resharding; nil otherwise
 	stores    []record.Store
+	names     []string // of the shards, in errors; nil: "Shard N"
 }
 
 var _ record.Store = (*Router)(nil)
 
 // NewRouter returns a Router that places keys over stores with the named strategy
-// (Modulo, Ring or Jump): store i serves shard i.
-func NewRouter(strategy string, stores []record.Store) (*Router, error) {
+// (Modulo, Ring or Jump): store i serves shard i. names, if given (one per store), name the
+// shards in errors; the default is "Shard N".
+func NewRouter(strategy string, stores []record.Store, names ...string) (*Router, error) {
 	p, err := NewPlacement(strategy, len(stores))
 	if err != nil {
 		return nil, err
 	}
-	return &Router{placement: p, stores: stores}, nil
+	if names != nil && len(names) != len(stores) {
+		return nil, fmt.Errorf("%d shard names for %d shards", len(names), len(stores))
+	}
+	return &Router{placement: p, stores: stores, names: names}, nil
 }
 
 // Resharding returns a Router for the time the keys of the first from shards are being
@@ -52,7 +57,7 @@ func (r *Router) Resharding(from int) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Router{placement: r.placement, previous: prev, stores: r.stores}, nil
+	return &Router{placement: r.placement, previous: prev, stores: r.stores, names: r.names}, nil
 }
 
 // Owner is the shard that owns key (its new owner while resharding).
@@ -90,23 +95,29 @@ func (r *Router) Get(ctx context.Context, key string) (record.Record, error) {
 // Put writes key to its owner.
 func (r *Router) Put(ctx context.Context, key, value string) error {
 	owner := r.placement.Owner(key)
-	return shardError(owner, r.stores[owner].Put(ctx, key, value))
+	return r.shardError(owner, r.stores[owner].Put(ctx, key, value))
 }
 
 func (r *Router) get(ctx context.Context, shard int, key string) (record.Record, error) {
 	rec, err := r.stores[shard].Get(ctx, key)
 	if err != nil && !errors.Is(err, record.ErrNotFound) {
-		return rec, shardError(shard, err)
+		return rec, r.shardError(shard, err)
 	}
 	return rec, err
 }
 
 // shardError names the shard in err. An unavailable shard is reported to clients as
-// "Shard N unavailable" (HTTP 503), which tells them which part of the key space is down
-// and nothing about hosts or drivers.
-func shardError(shard int, err error) error {
+// "Shard N unavailable" (HTTP 503; or the shard's name), which tells them which part of the
+// key space is down and nothing about hosts or drivers.
+func (r *Router) shardError(shard int, err error) error {
 	if err == nil {
 		return nil
+	}
+	if r.names != nil {
+		if record.IsUnavailable(err) {
+			return record.Unavailable(r.names[shard], err)
+		}
+		return fmt.Errorf("%s: %w", r.names[shard], err)
 	}
 	if record.IsUnavailable(err) {
 		return record.Unavailable(fmt.Sprintf("Shard %d", shard), err)

@@ -150,7 +150,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		s.breakers = append(s.breakers, b)
 		stores[i] = s.metrics.stores.Instrument(shardNames[i], b, isBreakerOpen)
 	}
-	if s.router, err = shard.NewRouter(shard.Modulo, stores); err != nil {
+	if s.router, err = shard.NewRouter(shard.Modulo, stores, shardNames...); err != nil {
 		return nil, err
 	}
 	registerScraped(reg, s)
@@ -258,16 +258,13 @@ func (s *Service) Breaker(name string) breaker.State {
 
 func isBreakerOpen(err error) bool { return errors.Is(err, breaker.ErrOpen) }
 
-// shardError names the owner shard in an error of the store: an open breaker is a fast
-// 503 "Circuit breaker shardN is open" (the original's message, as a 503 instead of 500),
-// an unreachable shard 503 "shardN unavailable"; anything else passes unchanged.
-func (s *Service) shardError(key string, err error) error {
-	name := s.Owner(key)
-	switch {
-	case isBreakerOpen(err):
-		return httpapi.Errorf(http.StatusServiceUnavailable, "Circuit breaker %s is open", name)
-	case record.IsUnavailable(err):
-		return record.Unavailable(name, err)
+// shardError turns an open breaker into the original's message, as a fast 503 instead of
+// a 500: "Circuit breaker shardN is open", the shard named by the router. An unreachable
+// shard is already the router's 503 "shardN unavailable"; anything else passes unchanged.
+func shardError(err error) error {
+	var ue *record.UnavailableError
+	if isBreakerOpen(err) && errors.As(err, &ue) {
+		return httpapi.Errorf(http.StatusServiceUnavailable, "Circuit breaker %s is open", ue.Backend)
 	}
 	return err
 }
@@ -320,7 +317,7 @@ type WriteResponse struct {
 func (s *Service) write(r *http.Request) (any, error) {
 	req, _ := r.Context().Value(writeKey).(httpapi.WriteRequest)
 	if err := s.cache.Put(r.Context(), req.Key, req.Value); err != nil {
-		return nil, s.shardError(req.Key, err)
+		return nil, shardError(err)
 	}
 	name := s.Owner(req.Key)
 	_, _, err := s.cache.Lookup(r.Context(), req.Key)
@@ -362,7 +359,7 @@ func (s *Service) read(w http.ResponseWriter, r *http.Request) {
 		s.metrics.cacheMisses.Inc()
 		httpapi.WriteJSON(w, http.StatusOK, ReadResponse{ReadFields: httpapi.NotFound(key, httpapi.MsgKeyNotFound)})
 	case err != nil:
-		httpapi.WriteError(w, r, s.shardError(key, err))
+		httpapi.WriteError(w, r, shardError(err))
 	default:
 		resp := ReadResponse{ReadFields: httpapi.Found(rec), LatencyMs: &latency}
 		if level == cache.LevelL3 {
