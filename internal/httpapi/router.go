@@ -28,13 +28,17 @@ type Options struct {
 	Layer  string // the layer's name, e.g. "2-read-cache"; logged with every request
 	Logger *slog.Logger
 	Limits Limits
+	// Observe, if set, is called for every answered request with its route pattern (e.g.
+	// /read/{key}; "unmatched" for a 404), status and duration: the access log's numbers,
+	// for metrics. A panic is seen as the 500 the recovery middleware answers.
+	Observe func(method, route string, status int, elapsed time.Duration)
 }
 
 // NewRouter returns a chi router with the shared middleware and JSON 404/405 answers.
 // Middleware order: request id → real IP → access log → recovery → body limit.
 func NewRouter(opts Options) chi.Router {
 	r := chi.NewRouter()
-	r.Use(requestID, middleware.RealIP, accessLog(opts.Layer, opts.Logger), recoverer, limit(opts.Limits), middleware.StripSlashes)
+	r.Use(requestID, middleware.RealIP, accessLog(opts.Layer, opts.Logger, opts.Observe), recoverer, limit(opts.Limits), middleware.StripSlashes)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, &Error{Status: http.StatusNotFound, Detail: "Not Found"})
 	})
@@ -106,7 +110,7 @@ func infoFrom(ctx context.Context) *requestInfo {
 	return info
 }
 
-func accessLog(layer string, logger *slog.Logger) func(http.Handler) http.Handler {
+func accessLog(layer string, logger *slog.Logger, observe func(method, route string, status int, elapsed time.Duration)) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -116,6 +120,10 @@ func accessLog(layer string, logger *slog.Logger) func(http.Handler) http.Handle
 			status := ww.Status()
 			if status == 0 {
 				status = http.StatusOK
+			}
+			elapsed := time.Since(start)
+			if observe != nil {
+				observe(r.Method, routePattern(r), status, elapsed)
 			}
 			level := slog.LevelInfo
 			switch {
@@ -134,7 +142,7 @@ func accessLog(layer string, logger *slog.Logger) func(http.Handler) http.Handle
 				slog.String("route", routePattern(r)),
 				slog.Int("status", status),
 				slog.Int("bytes", ww.BytesWritten()),
-				slog.Duration("duration", time.Since(start)),
+				slog.Duration("duration", elapsed),
 			}
 			if info.err != nil {
 				attrs = append(attrs, slog.String("error", info.err.Error()))
@@ -154,9 +162,6 @@ func routePattern(r *http.Request) string {
 	}
 	return "unmatched"
 }
-
-// RoutePattern is routePattern for other packages (metrics), read after the handler ran.
-func RoutePattern(r *http.Request) string { return routePattern(r) }
 
 func recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

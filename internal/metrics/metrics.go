@@ -15,12 +15,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
 )
@@ -65,29 +63,12 @@ func NewHTTP(reg prometheus.Registerer) *HTTP {
 	return m
 }
 
-// Middleware observes every request it wraps. The route pattern is read after the handler
-// ran, when chi has matched it ("unmatched" for a 404); a panic is counted as a 500 and
-// passed on to the recovery middleware.
-func (m *HTTP) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		panicked := true
-		defer func() {
-			status := ww.Status()
-			switch {
-			case panicked:
-				status = http.StatusInternalServerError
-			case status == 0:
-				status = http.StatusOK
-			}
-			labels := []string{r.Method, httpapi.RoutePattern(r), statusText(status)}
-			m.requests.WithLabelValues(labels...).Inc()
-			m.duration.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
-		}()
-		next.ServeHTTP(ww, r)
-		panicked = false
-	})
+// Observe counts one answered request; it is httpapi.Options.Observe, so the router's
+// access log, which already times every request and knows its route and status, feeds it.
+func (m *HTTP) Observe(method, route string, status int, elapsed time.Duration) {
+	labels := []string{method, route, statusText(status)}
+	m.requests.WithLabelValues(labels...).Inc()
+	m.duration.WithLabelValues(labels...).Observe(elapsed.Seconds())
 }
 
 // statusTexts are the status labels of the common codes, made once.

@@ -22,8 +22,7 @@ import (
 func TestHTTPByRoutePattern(t *testing.T) {
 	reg := metrics.NewRegistry()
 	m := metrics.NewHTTP(reg)
-	r := httpapi.NewRouter(httpapi.Options{Layer: "test", Logger: slog.New(slog.DiscardHandler)})
-	r.Use(m.Middleware)
+	r := httpapi.NewRouter(httpapi.Options{Layer: "test", Logger: slog.New(slog.DiscardHandler), Observe: m.Observe})
 	r.Get("/read/{key}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	r.Get("/limited", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTooManyRequests) })
 	r.Handle("/metrics", metrics.Handler(reg))
@@ -56,8 +55,7 @@ func TestHTTPByRoutePattern(t *testing.T) {
 func TestHTTPCountsPanicsAs500(t *testing.T) {
 	reg := metrics.NewRegistry()
 	m := metrics.NewHTTP(reg)
-	r := httpapi.NewRouter(httpapi.Options{Layer: "test", Logger: slog.New(slog.DiscardHandler)})
-	r.Use(m.Middleware)
+	r := httpapi.NewRouter(httpapi.Options{Layer: "test", Logger: slog.New(slog.DiscardHandler), Observe: m.Observe})
 	r.Get("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
 	r.Handle("/metrics", metrics.Handler(reg))
 	srv := httptest.NewServer(r)

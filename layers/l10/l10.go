@@ -187,13 +187,13 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 }
 
 // routes builds the HTTP API. Middleware order: the shared ones (request id, real IP,
-// access log, recovery, body limit), then metrics around everything; on /write and
+// access log, which also feeds the HTTP metrics, recovery, body limit); on /write and
 // /read/{key}: validation (422) → authentication (401) → rate limit (429) → handler, the
 // original's order. /health, /stats, /cache-stats and /metrics are open, as in the
 // original: they carry no record data (see README.md).
 func (s *Service) routes(logger *slog.Logger, reg *prometheus.Registry) http.Handler {
-	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: s.cfg.Server.Limits()})
-	r.Use(s.metrics.http.Middleware)
+	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: s.cfg.Server.Limits(),
+		Observe: s.metrics.http.Observe})
 	limit := s.limiter.Middleware(auth.IdentityKey)
 	r.With(decodeWrite, s.auth.Middleware, limit).Post("/write", httpapi.Handle(s.write))
 	r.With(validateKey, s.auth.Middleware, limit).Get("/read/{key}", s.read)
