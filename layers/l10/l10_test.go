@@ -55,8 +55,9 @@ func start(t *testing.T, opts ...func(*l10.Config)) *fixture {
 	return f.another(t, opts...)
 }
 
-// another runs a second L10 (its own L1, metrics and breakers) on f's backends.
-func (f *fixture) another(t *testing.T, opts ...func(*l10.Config)) *fixture {
+// config is the configuration of an L10 on f's backends: two API keys, a limit no test
+// reaches unless it sets one, then opts.
+func (f *fixture) config(t *testing.T, opts ...func(*l10.Config)) l10.Config {
 	t.Helper()
 	var cfg l10.Config
 	require.NoError(t, config.Load(&cfg))
@@ -68,7 +69,13 @@ func (f *fixture) another(t *testing.T, opts ...func(*l10.Config)) *fixture {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	svc, err := l10.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	return cfg
+}
+
+// another runs a second L10 (its own L1, metrics and breakers) on f's backends.
+func (f *fixture) another(t *testing.T, opts ...func(*l10.Config)) *fixture {
+	t.Helper()
+	svc, err := l10.New(context.Background(), f.config(t, opts...), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(func() { srv.Close(); svc.Close() })
@@ -531,8 +538,8 @@ func TestShardOutageOpensAndClosesTheBreaker(t *testing.T) {
 		shardURLs: []string{pg1.CreateDatabase(t), testenv.PostgresURL(t)},
 		l2URL:     testenv.RedisURL(t), limiterURL: testenv.RedisURL(t),
 	}
-	// Open for 5 s: long enough for every check below to see it open on a loaded machine.
-	f = f.another(t, func(c *l10.Config) { c.BreakerThreshold, c.BreakerTimeout = 5, 5*time.Second })
+	// Open for 15 s: long enough for every check below to see it open on a loaded machine.
+	f = f.another(t, func(c *l10.Config) { c.BreakerThreshold, c.BreakerTimeout = 5, 15*time.Second })
 	c := f.client(t)
 	cached := keyOn(t, f.svc, "shard1", "cached-")
 	other := keyOn(t, f.svc, "shard2", "other-")
@@ -589,7 +596,7 @@ func TestShardOutageOpensAndClosesTheBreaker(t *testing.T) {
 
 	pg1.Start(t)
 	probe := keyOn(t, f.svc, "shard1", "probe-")
-	testenv.WaitFor(t, 30*time.Second, "a half-open probe to close the breaker", func() bool {
+	testenv.WaitFor(t, 45*time.Second, "a half-open probe to close the breaker", func() bool {
 		return c.Read(probe).Status == http.StatusOK && f.svc.Breaker("shard1") == "closed"
 	})
 	c.MustWrite(probe, "back")
@@ -666,43 +673,32 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestAuthConfiguration(t *testing.T) {
-	urls := []string{testenv.PostgresURL(t), testenv.PostgresURL(t)}
-	newCfg := func(o func(*l10.Config)) l10.Config {
-		var cfg l10.Config
-		require.NoError(t, config.Load(&cfg))
-		cfg.Shard1URL, cfg.Shard2URL = urls[0], urls[1]
-		cfg.CacheL2URL, cfg.RateLimiterURL = testenv.RedisURL(t), testenv.RedisURL(t)
-		cfg.Auth = auth.Config{Enabled: true}
-		cfg.Environment = "production"
-		o(&cfg)
-		return cfg
+	f := &fixture{
+		shardURLs: []string{testenv.PostgresURL(t), testenv.PostgresURL(t)},
+		l2URL:     testenv.RedisURL(t), limiterURL: testenv.RedisURL(t),
 	}
-	_, err := l10.New(context.Background(), newCfg(func(*l10.Config) {}), slog.New(slog.DiscardHandler))
+	// production is auth on, no key, outside development, then o.
+	production := func(o func(*l10.Config)) func(*l10.Config) {
+		return func(c *l10.Config) {
+			c.Auth, c.Environment = auth.Config{Enabled: true}, "production"
+			o(c)
+		}
+	}
+	_, err := l10.New(context.Background(), f.config(t, production(func(*l10.Config) {})), slog.New(slog.DiscardHandler))
 	require.Error(t, err, "no key, no development mode: refuses to start")
 	assert.Contains(t, err.Error(), "API_KEYS")
 
-	serve := func(cfg l10.Config, headers ...string) *layertest.Client {
-		svc, err := l10.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-		require.NoError(t, err)
-		srv := httptest.NewServer(svc.Handler())
-		t.Cleanup(func() { srv.Close(); svc.Close() })
-		tg := layertest.Target{URL: srv.URL, Headers: http.Header{}}
-		for i := 0; i+1 < len(headers); i += 2 {
-			tg.Headers.Set(headers[i], headers[i+1])
-		}
-		return layertest.NewClient(t, tg)
-	}
 	dev := func(o func(*l10.Config)) {
-		c := serve(newCfg(o), "X-API-Key", auth.DevAPIKey)
+		c := f.another(t, production(o)).as(t, "X-API-Key", auth.DevAPIKey)
 		c.MustWrite("dev", "v")
 		assert.Equal(t, "v", c.Read("dev").Body["value"])
 	}
 	dev(func(c *l10.Config) { c.Environment = "development" })
 	dev(func(c *l10.Config) { c.Auth.DevMode = true })
-	assert.Equal(t, http.StatusUnauthorized, serve(newCfg(func(c *l10.Config) { c.Auth.APIKey = testKey }),
-		"X-API-Key", auth.DevAPIKey).Read("dev").Status, "no development key in production")
+	assert.Equal(t, http.StatusUnauthorized, f.another(t, production(func(c *l10.Config) { c.Auth.APIKey = testKey })).
+		as(t, "X-API-Key", auth.DevAPIKey).Read("dev").Status, "no development key in production")
 
-	open := serve(newCfg(func(c *l10.Config) { c.Auth.Enabled = false }))
+	open := f.another(t, production(func(c *l10.Config) { c.Auth.Enabled = false })).as(t)
 	assert.Equal(t, http.StatusOK, open.Do(http.MethodGet, "/read/x", nil).Status, "AUTH_ENABLED=false")
 	assert.Equal(t, false, open.Get("/stats").Body["features"].(map[string]any)["authentication"])
 }
