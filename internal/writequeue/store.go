@@ -36,10 +36,18 @@ func NewStore(queue *Queue, committed Committed) *Store {
 	return &Store{queue: queue, committed: committed}
 }
 
-// Put queues the write; it is durable once Put returns nil.
+// Put queues the write; it is durable once Put returns nil. It fails with ErrBacklogFull
+// while the backlog is at its bound, with ctx's error if the caller gave up, and otherwise
+// as the queue unavailable (record.Unavailable), like Lookup.
 func (s *Store) Put(ctx context.Context, key, value string) error {
 	_, err := s.queue.Enqueue(ctx, key, value)
-	return err
+	switch {
+	case err == nil, errors.Is(err, ErrBacklogFull):
+		return err
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	return record.Unavailable("Queue", err)
 }
 
 // Get implements record.Store.

@@ -18,7 +18,6 @@ import (
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
-	"github.com/dblayers/dblayers/internal/record"
 	"github.com/dblayers/dblayers/internal/writequeue"
 )
 
@@ -57,6 +56,7 @@ type Service struct {
 	db      *pgstore.Store
 	cache   *cache.Aside
 	queue   *writequeue.Queue
+	store   *writequeue.Store
 	handler http.Handler
 
 	stopWorkers context.CancelFunc
@@ -81,11 +81,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	}
 	db := pgstore.NewStore(pool)
 	aside := cache.NewAside(rdb, db, cfg.CacheTTL, logger)
-	s := &Service{pool: pool, rdb: rdb, db: db, cache: aside, queue: queue}
-	store := writequeue.NewStore(queue, aside)
+	s := &Service{pool: pool, rdb: rdb, db: db, cache: aside, queue: queue, store: writequeue.NewStore(queue, aside)}
 	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
 	r.Post("/write", httpapi.Handle(s.write))
-	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(store.Lookup, readAnswer)))
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.store.Lookup, readAnswer)))
 	r.Get("/health", httpapi.Handle(s.health))
 	httpapi.Stats(r, s.stats, "/stats")
 	s.handler = r
@@ -130,15 +129,12 @@ func (s *Service) write(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.queue.Enqueue(r.Context(), req.Key, req.Value)
-	switch {
+	switch err := s.store.Put(r.Context(), req.Key, req.Value); {
 	case errors.Is(err, writequeue.ErrBacklogFull):
 		return nil, httpapi.Errorf(http.StatusServiceUnavailable,
 			"Write queue is full (%d writes waiting to be applied): try again later", s.queue.MaxBacklog())
-	case err != nil && r.Context().Err() != nil:
-		return nil, r.Context().Err()
 	case err != nil:
-		return nil, record.Unavailable("Queue", err)
+		return nil, err
 	}
 	return WriteResponse{Success: true, Key: req.Key, Queued: true, Message: WriteMessage}, nil
 }
