@@ -329,12 +329,25 @@ func (w *Worker) flush(ctx context.Context, ws []write) (applied, rejected []wri
 	return slices.Concat(applied, right), slices.Concat(rejected, rightRejected), err
 }
 
+// fieldsLua is a Lua function for the scripts that read XINFO replies: it turns a flat
+// {name, value, …} array into a table by name, so that they read fields by name, not by
+// position.
+const fieldsLua = `
+local function fields(flat)
+	local f = {}
+	for i = 1, #flat, 2 do
+		f[flat[i]] = flat[i + 1]
+	end
+	return f
+end
+`
+
 // trimLua is a Lua function shared by the scripts that acknowledge entries: it removes
 // from the head of the stream every entry that is acknowledged, that is every entry below
 // the oldest still pending, or, when none is pending, up to the last one delivered to the
 // group. One XTRIM per batch costs far less than an XDEL per entry. When the stream is
 // then empty the backlog counter must be 0, and is set so (it heals any drift).
-const trimLua = `
+const trimLua = fieldsLua + `
 local function trim(stream, group, backlog)
 	local p = redis.call('XPENDING', stream, group)
 	local minid
@@ -342,10 +355,7 @@ local function trim(stream, group, backlog)
 		minid = p[2]
 	else
 		for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-			local f = {}
-			for i = 1, #g, 2 do
-				f[g[i]] = g[i + 1]
-			end
+			local f = fields(g)
 			if f['name'] == group then
 				local ms, seq = string.match(f['last-delivered-id'], '^(%d+)-(%d+)$')
 				minid = ms .. '-' .. string.format('%d', tonumber(seq) + 1)
@@ -498,13 +508,10 @@ func (w *Worker) deadLetter(ctx context.Context, e entry, reason string) error {
 // (that would orphan them). A live worker deleted by mistake is recreated by its next read.
 //
 //	KEYS: stream   ARGV: group, idle ms, consumer to keep
-var consumersScript = redis.NewScript(`
+var consumersScript = redis.NewScript(fieldsLua + `
 local n = 0
 for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-	local f = {}
-	for i = 1, #c, 2 do
-		f[c[i]] = c[i + 1]
-	end
+	local f = fields(c)
 	if f['name'] ~= ARGV[3] and f['pending'] == 0 and f['idle'] >= tonumber(ARGV[2]) then
 		redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
 		n = n + 1
@@ -551,9 +558,10 @@ func (w *Worker) heartbeat(ctx context.Context) {
 const heartbeatEvery = time.Second
 
 // leaveScript deletes consumer ARGV[2] if it holds no entries.
-var leaveScript = redis.NewScript(`
+var leaveScript = redis.NewScript(fieldsLua + `
 for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-	if c[2] == ARGV[2] and c[4] == 0 then
+	local f = fields(c)
+	if f['name'] == ARGV[2] and f['pending'] == 0 then
 		return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 	end
 end
