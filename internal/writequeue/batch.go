@@ -70,14 +70,6 @@ type write struct {
 
 func (w write) newest() entry { return w.entries[len(w.entries)-1] }
 
-func (w write) ids() []string {
-	ids := make([]string, len(w.entries))
-	for i, e := range w.entries {
-		ids[i] = e.id
-	}
-	return ids
-}
-
 // size is roughly what the write adds to a statement, in bytes.
 func (w write) size() int { return len(w.key) + len(w.newest().value) + 64 }
 

@@ -423,8 +423,8 @@ func (w *Worker) ack(ctx context.Context, ws []write) error {
 	var cacheKeys []string
 	for _, wr := range ws {
 		keys = append(keys, BufferedKey(wr.key))
-		for _, id := range wr.ids() {
-			ids = append(ids, id)
+		for _, e := range wr.entries {
+			ids = append(ids, e.id)
 		}
 		applied = append(applied, wr.newest().id)
 		cacheKeys = append(cacheKeys, w.cacheKeys(wr.key)...)

@@ -430,9 +430,9 @@ func TestTransactionCacheTTL(t *testing.T) {
 	assert.LessOrEqual(t, ttl, 60*time.Second)
 
 	short := shared(t)
-	c = client(t, start(t, short, func(cfg *l8.Config) { cfg.TransactionCacheTTL = 300 * time.Millisecond }))
+	c = client(t, start(t, short, func(cfg *l8.Config) { cfg.TransactionCacheTTL = time.Second }))
 	writeTransaction(t, c, "user_ttl", 10, "t")
-	// Every read from PostgreSQL fills the cache for 300 ms, and hits do not extend it: polling
+	// Every read from PostgreSQL fills the cache for 1 s, and hits do not extend it: polling
 	// sees a hit, then the fill expiring.
 	testenv.WaitFor(t, 5*time.Second, "the list to be cached", func() bool {
 		return c.Get("/read/transaction/user_ttl").Body["source"] == "cache"
