@@ -122,9 +122,6 @@ func accessLog(layer string, logger *slog.Logger, observe func(method, route str
 				status = http.StatusOK
 			}
 			elapsed := time.Since(start)
-			if observe != nil {
-				observe(r.Method, routePattern(r), status, elapsed)
-			}
 			level := slog.LevelInfo
 			switch {
 			case status >= 500:
@@ -132,14 +129,22 @@ func accessLog(layer string, logger *slog.Logger, observe func(method, route str
 			case status >= 400:
 				level = slog.LevelWarn
 			}
-			if !logger.Enabled(r.Context(), level) {
+			logged := logger.Enabled(r.Context(), level)
+			if observe == nil && !logged {
+				return
+			}
+			route := routePattern(r) // chi builds it anew on every call: once per request
+			if observe != nil {
+				observe(r.Method, route, status, elapsed)
+			}
+			if !logged {
 				return
 			}
 			attrs := []slog.Attr{
 				slog.String("request_id", middleware.GetReqID(r.Context())),
 				slog.String("layer", layer),
 				slog.String("method", r.Method),
-				slog.String("route", routePattern(r)),
+				slog.String("route", route),
 				slog.Int("status", status),
 				slog.Int("bytes", ww.BytesWritten()),
 				slog.Duration("duration", elapsed),
