@@ -113,14 +113,18 @@ func (r *Router) shardError(shard int, err error) error {
 	if err == nil {
 		return nil
 	}
-	if r.names != nil {
-		if record.IsUnavailable(err) {
-			return record.Unavailable(r.names[shard], err)
-		}
-		return fmt.Errorf("%s: %w", r.names[shard], err)
+	unavailable := record.IsUnavailable(err)
+	var name string
+	switch {
+	case r.names != nil:
+		name = r.names[shard]
+	case unavailable:
+		name = fmt.Sprintf("Shard %d", shard) // as the original named it to clients
+	default:
+		name = fmt.Sprintf("shard %d", shard)
 	}
-	if record.IsUnavailable(err) {
-		return record.Unavailable(fmt.Sprintf("Shard %d", shard), err)
+	if unavailable {
+		return record.Unavailable(name, err)
 	}
-	return fmt.Errorf("shard %d: %w", shard, err)
+	return fmt.Errorf("%s: %w", name, err)
 }
