@@ -262,10 +262,10 @@ func (w *Worker) recoverGroup(ctx context.Context, err error) error {
 // is then what to retry: the messages not yet committed, rejected or dead-lettered. A write
 // PostgreSQL rejects is dealt with here and is not an error.
 func (w *Worker) process(ctx context.Context, msgs []redis.XMessage) (applied []write, rest []redis.XMessage, err error) {
-	settled := map[string]bool{}
+	var settled []string // ids dead-lettered or rejected: like the applied ones, not retried
 	defer func() {
 		if err != nil {
-			rest = slices.DeleteFunc(slices.Clone(msgs), func(m redis.XMessage) bool { return settled[m.ID] })
+			rest = unsettled(msgs, applied, settled)
 		}
 	}()
 	es := make([]entry, 0, len(msgs))
@@ -276,7 +276,7 @@ func (w *Worker) process(ctx context.Context, msgs []redis.XMessage) (applied []
 			if err := w.deadLetter(ctx, e, "malformed entry: "+err.Error()); err != nil {
 				return nil, nil, err
 			}
-			settled[m.ID] = true
+			settled = append(settled, m.ID)
 			continue
 		}
 		es = append(es, e)
@@ -290,9 +290,9 @@ func (w *Worker) process(ctx context.Context, msgs []redis.XMessage) (applied []
 		}
 		done, rejected, err := w.flush(ctx, ws[:n])
 		applied = append(applied, done...)
-		for _, wr := range slices.Concat(done, rejected) {
+		for _, wr := range rejected {
 			for _, e := range wr.entries {
-				settled[e.id] = true
+				settled = append(settled, e.id)
 			}
 		}
 		if err != nil {
@@ -301,6 +301,20 @@ func (w *Worker) process(ctx context.Context, msgs []redis.XMessage) (applied []
 		ws = ws[n:]
 	}
 	return applied, nil, nil
+}
+
+// unsettled is msgs less the entries of applied and the ids settled: what a retry takes.
+func unsettled(msgs []redis.XMessage, applied []write, settled []string) []redis.XMessage {
+	done := make(map[string]bool, len(settled))
+	for _, id := range settled {
+		done[id] = true
+	}
+	for _, wr := range applied {
+		for _, e := range wr.entries {
+			done[e.id] = true
+		}
+	}
+	return slices.DeleteFunc(slices.Clone(msgs), func(m redis.XMessage) bool { return done[m.ID] })
 }
 
 // flush applies ws in one statement and returns what it committed and what PostgreSQL
