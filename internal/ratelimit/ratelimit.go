@@ -72,13 +72,13 @@ func New(rdb redis.UniversalClient, cfg Config, logger *slog.Logger) (*Limiter, 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	l := &Limiter{
-		cfg:    cfg,
-		limit:  redis_rate.Limit{Rate: cfg.Requests, Burst: cfg.Requests, Period: cfg.Window},
-		rl:     redis_rate.NewLimiter(rdb),
-		rdb:    rdb,
-		logger: logger,
+		cfg:      cfg,
+		limit:    redis_rate.Limit{Rate: cfg.Requests, Burst: cfg.Requests, Period: cfg.Window},
+		rl:       redis_rate.NewLimiter(rdb),
+		rdb:      rdb,
+		logger:   logger,
+		warnings: logthrottle.Every{Interval: 10 * time.Second},
 	}
-	l.warnings.Interval = 10 * time.Second
 	l.batches = coalescer{check: l.checkMany, queues: map[string]*queue{}}
 	return l, nil
 }
