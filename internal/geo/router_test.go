@@ -116,7 +116,9 @@ func TestRegionDownAtStartIsJoinedLater(t *testing.T) {
 		{Key: EUWest, DatabaseURL: dbURL, CacheURL: testenv.RedisURL(t)},
 	}
 	opts := testOptions(t)
-	opts.Pool.StartupTimeout = time.Second
+	// The wait for the region that is down; it also bounds the schema creation of the one
+	// that is up, which took over 1 s during a full run of the suite.
+	opts.Pool.StartupTimeout = 10 * time.Second
 	r, err := Open(ctx, specs, opts, Config{ReplicationEnabled: true, RetryMin: 10 * time.Millisecond,
 		RetryMax: 100 * time.Millisecond, HealthInterval: 100 * time.Millisecond}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)

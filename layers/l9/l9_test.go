@@ -65,7 +65,10 @@ func newStack(t *testing.T, o options) *stack {
 	cfg.Geo.HealthInterval = 200 * time.Millisecond
 	cfg.Geo.PollInterval = 100 * time.Millisecond
 	cfg.Geo.RetryMin, cfg.Geo.RetryMax = 20*time.Millisecond, 300*time.Millisecond
-	cfg.Pool.StartupTimeout = 3 * time.Second // a region down at start-up is joined later, not waited for
+	// A region down at start-up is joined later, not waited for long. The same bound covers
+	// the schema creation of the regions that are up, which took over 1 s during a full run of
+	// the suite (internal/geo): hence 10 s, not less.
+	cfg.Pool.StartupTimeout = 10 * time.Second
 	s := &stack{cfg: cfg, db: db}
 	s.start(t)
 	return s
