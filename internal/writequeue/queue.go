@@ -29,6 +29,7 @@ package writequeue
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"strconv"
@@ -168,33 +169,10 @@ func EnsureGroup(ctx context.Context, rdb redis.UniversalClient, names Names) er
 //
 //	KEYS: stream, queued counter, backlog counter, buffered:{key} of each write
 //	ARGV: max backlog (0 = none), then key, value of each write
-var enqueueScript = redis.NewScript(`
-local max, n = tonumber(ARGV[1]), #KEYS - 3
-local len = tonumber(redis.call('GET', KEYS[3]) or '0')
-local t = redis.call('TIME')
-local ts = t[1] .. string.format('%06d', tonumber(t[2]))
-local old = redis.call('MGET', unpack(KEYS, 4, 3 + n))
-local created, pointers, ids, added = {}, {}, {}, 0
-for i = 1, n do
-	if max > 0 and len >= max then
-		ids[i] = ''
-	else
-		local id = redis.call('XADD', KEYS[1], '*', 'key', ARGV[2 * i], 'value', ARGV[2 * i + 1], 'ts', ts)
-		local key = KEYS[3 + i]
-		local c = created[key] or (old[i] and string.match(old[i], ' (%d+)$')) or ts
-		created[key] = c
-		pointers[#pointers + 1] = key
-		pointers[#pointers + 1] = id .. ' ' .. c
-		ids[i] = id
-		len, added = len + 1, added + 1
-	end
-end
-if added > 0 then
-	redis.call('MSET', unpack(pointers))
-	redis.call('INCRBY', KEYS[2], added)
-	redis.call('INCRBY', KEYS[3], added)
-end
-return {ts, ids}`)
+var enqueueScript = redis.NewScript(enqueueLua)
+
+//go:embed lua/enqueue.lua
+var enqueueLua string
 
 // Entry is an accepted write: its stream id and the time Redis accepted it.
 type Entry struct {
@@ -308,17 +286,10 @@ func (q *Queue) enqueue(batch []*enqueueRequest) {
 // entry}, or nil when none is buffered (or its entry is gone).
 //
 //	KEYS: buffered:{key}, stream
-var bufferedScript = redis.NewScript(`
-local b = redis.call('GET', KEYS[1])
-local id, created = string.match(b or '', '^(%S+) (%d+)$')
-if not id then
-	return false
-end
-local e = redis.call('XRANGE', KEYS[2], id, id)
-if #e == 0 then
-	return false
-end
-return {id, created, e[1][2]}`)
+var bufferedScript = redis.NewScript(bufferedLua)
+
+//go:embed lua/buffered.lua
+var bufferedLua string
 
 // Buffered is a write accepted but not yet applied to PostgreSQL.
 type Buffered struct {

@@ -3,6 +3,7 @@ package writequeue
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -346,44 +347,19 @@ func (w *Worker) flush(ctx context.Context, ws []write) (applied, rejected []wri
 // fieldsLua is a Lua function for the scripts that read XINFO replies: it turns a flat
 // {name, value, …} array into a table by name, so that they read fields by name, not by
 // position.
-const fieldsLua = `
-local function fields(flat)
-	local f = {}
-	for i = 1, #flat, 2 do
-		f[flat[i]] = flat[i + 1]
-	end
-	return f
-end
-`
+//
+//go:embed lua/fields.lua
+var fieldsLua string
 
 // trimLua is a Lua function shared by the scripts that acknowledge entries: it removes
 // from the head of the stream every entry that is acknowledged, that is every entry below
 // the oldest still pending, or, when none is pending, up to the last one delivered to the
 // group. One XTRIM per batch costs far less than an XDEL per entry. When the stream is
-// then empty the backlog counter must be 0, and is set so (it heals any drift).
-const trimLua = fieldsLua + `
-local function trim(stream, group, backlog)
-	local p = redis.call('XPENDING', stream, group)
-	local minid
-	if p[1] > 0 then
-		minid = p[2]
-	else
-		for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-			local f = fields(g)
-			if f['name'] == group then
-				local ms, seq = string.match(f['last-delivered-id'], '^(%d+)-(%d+)$')
-				minid = ms .. '-' .. string.format('%d', tonumber(seq) + 1)
-			end
-		end
-	end
-	if minid then
-		redis.call('XTRIM', stream, 'MINID', minid)
-	end
-	if redis.call('XLEN', stream) == 0 then
-		redis.call('SET', backlog, 0)
-	end
-end
-`
+// then empty the backlog counter must be 0, and is set so (it heals any drift). It calls
+// fields, so the scripts that use it start with fieldsLua too.
+//
+//go:embed lua/trim.lua
+var trimLua string
 
 // ackScript, run after the commit of ws: acknowledges their entries, counts those it
 // acknowledged first (a redelivered entry is counted once) as processed and off the
@@ -394,41 +370,10 @@ end
 //
 //	KEYS: stream, processed, attempts, backlog, buffered:{k} for each key, then the cache keys
 //	ARGV: group, #ids, #keys, ids…, the applied id of each key…
-var ackScript = redis.NewScript(trimLua + `
-local group, nids, nkeys = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local rejected = redis.call('EXISTS', KEYS[3]) == 1
-local acked = 0
-for i = 4, 3 + nids, 1000 do
-	local j = math.min(i + 999, 3 + nids)
-	acked = acked + redis.call('XACK', KEYS[1], group, unpack(ARGV, i, j))
-	if rejected then
-		redis.call('HDEL', KEYS[3], unpack(ARGV, i, j))
-	end
-end
-if acked > 0 then
-	redis.call('INCRBY', KEYS[2], acked)
-	redis.call('DECRBY', KEYS[4], acked)
-end
-trim(KEYS[1], group, KEYS[4])
-for first = 1, nkeys, 1000 do
-	local last = math.min(first + 999, nkeys)
-	local pointers = redis.call('MGET', unpack(KEYS, 4 + first, 4 + last))
-	local applied = {}
-	for i = first, last do
-		local id = ARGV[3 + nids + i]
-		local p = pointers[i - first + 1]
-		if p and string.sub(p, 1, #id + 1) == id .. ' ' then
-			applied[#applied + 1] = KEYS[4 + i]
-		end
-	end
-	if #applied > 0 then
-		redis.call('DEL', unpack(applied))
-	end
-end
-for i = 5 + nkeys, #KEYS, 1000 do
-	redis.call('DEL', unpack(KEYS, i, math.min(i + 999, #KEYS)))
-end
-return acked`)
+var ackScript = redis.NewScript(fieldsLua + trimLua + ackLua)
+
+//go:embed lua/ack.lua
+var ackLua string
 
 func (w *Worker) ack(ctx context.Context, ws []write) error {
 	keys := make([]string, 4, 4+3*len(ws))
@@ -482,24 +427,10 @@ func (w *Worker) reject(ctx context.Context, wr write, cause error) error {
 //
 //	KEYS: stream, dead-letter stream, attempts, buffered:{key}, backlog
 //	ARGV: group, id, reason, the entry's fields (name, value, …)
-var deadLetterScript = redis.NewScript(trimLua + `
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-	return 0
-end
-local fields = {'id', ARGV[2], 'reason', ARGV[3], 'attempts', redis.call('HGET', KEYS[3], ARGV[2]) or '0'}
-for i = 4, #ARGV do
-	fields[#fields + 1] = ARGV[i]
-end
-redis.call('XADD', KEYS[2], '*', unpack(fields))
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
-redis.call('DECR', KEYS[5])
-local p = redis.call('GET', KEYS[4])
-if p and string.sub(p, 1, #ARGV[2] + 1) == ARGV[2] .. ' ' then
-	redis.call('DEL', KEYS[4])
-end
-trim(KEYS[1], ARGV[1], KEYS[5])
-return 1`)
+var deadLetterScript = redis.NewScript(fieldsLua + trimLua + deadLetterLua)
+
+//go:embed lua/dead_letter.lua
+var deadLetterLua string
 
 func (w *Worker) deadLetter(ctx context.Context, e entry, reason string) error {
 	keys := []string{w.names.Stream, w.names.DeadLetter, w.names.Attempts, BufferedKey(e.key), w.names.Backlog}
@@ -522,16 +453,10 @@ func (w *Worker) deadLetter(ctx context.Context, e entry, reason string) error {
 // (that would orphan them). A live worker deleted by mistake is recreated by its next read.
 //
 //	KEYS: stream   ARGV: group, idle ms, consumer to keep
-var consumersScript = redis.NewScript(fieldsLua + `
-local n = 0
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-	local f = fields(c)
-	if f['name'] ~= ARGV[3] and f['pending'] == 0 and f['idle'] >= tonumber(ARGV[2]) then
-		redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
-		n = n + 1
-	end
-end
-return n`)
+var consumersScript = redis.NewScript(fieldsLua + consumersLua)
+
+//go:embed lua/consumers.lua
+var consumersLua string
 
 // reap removes consumers left behind by dead workers.
 func (w *Worker) reap(ctx context.Context) {
@@ -548,9 +473,10 @@ func (w *Worker) reap(ctx context.Context) {
 // heartbeatScript records that worker ARGV[1] runs, at Redis's time.
 //
 //	KEYS: workers
-var heartbeatScript = redis.NewScript(`
-local t = redis.call('TIME')
-return redis.call('ZADD', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000), ARGV[1])`)
+var heartbeatScript = redis.NewScript(heartbeatLua)
+
+//go:embed lua/heartbeat.lua
+var heartbeatLua string
 
 // heartbeat tells /stats this worker runs, every heartbeatEvery until ctx ends. It says
 // the process lives, not that it makes progress: oldest_pending_age_seconds tells that.
@@ -572,14 +498,10 @@ func (w *Worker) heartbeat(ctx context.Context) {
 const heartbeatEvery = time.Second
 
 // leaveScript deletes consumer ARGV[2] if it holds no entries.
-var leaveScript = redis.NewScript(fieldsLua + `
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-	local f = fields(c)
-	if f['name'] == ARGV[2] and f['pending'] == 0 then
-		return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-	end
-end
-return -1`)
+var leaveScript = redis.NewScript(fieldsLua + leaveLua)
+
+//go:embed lua/leave.lua
+var leaveLua string
 
 // leave removes this worker's consumer on a clean stop, if it holds nothing.
 func (w *Worker) leave(ctx context.Context) {
