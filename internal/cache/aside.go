@@ -36,8 +36,6 @@ type Aside struct {
 	fill *Leased[record.Record]
 }
 
-var _ record.Store = (*Aside)(nil)
-
 // leaseTTL bounds how long a lease outlives a reader that died between lease and fill.
 const leaseTTL = 10 * time.Second
 
@@ -74,27 +72,48 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
+var _ record.Reader = (*Aside)(nil)
+
 // Get implements record.Store.
 func (a *Aside) Get(ctx context.Context, key string) (record.Record, error) {
-	rec, _, err := a.Lookup(ctx, key)
-	return rec, err
+	r, err := a.Read(ctx, key)
+	return r.Record, err
 }
 
-// Lookup reads key, from the cache when it can. fromCache tells where the record came from.
-func (a *Aside) Lookup(ctx context.Context, key string) (rec record.Record, fromCache bool, err error) {
-	return a.fill.Lookup(ctx, CacheKey(key), func(ctx context.Context) (record.Record, error) {
-		return a.next.Get(ctx, key)
+// Read reads key, from the cache when it can (FromCache), else from the store, whose
+// provenance it passes on (a replica's name, say): what the store answered is what fills
+// the cache.
+func (a *Aside) Read(ctx context.Context, key string) (record.Read, error) {
+	var loaded record.Read
+	rec, fromCache, err := a.fill.Lookup(ctx, CacheKey(key), func(ctx context.Context) (record.Record, error) {
+		r, err := record.ReadFrom(ctx, a.next, key)
+		loaded = r
+		return r.Record, err
 	})
+	if fromCache {
+		return record.Read{Record: rec, Tier: record.FromCache}, nil
+	}
+	return loaded, err
+}
+
+// Peek queues on pipe a look at key's cached record, so that a caller can ask Redis other
+// things in the same round trip (L6 asks its write buffer). The function it returns, called
+// after pipe ran, gives the cached record, counted as a hit; false means no cached copy
+// could be used (not cached, Redis failed, or an invalidation is still undelivered), and
+// the caller then reads through Read, which counts the miss. pipe must be on the Aside's
+// Redis.
+func (a *Aside) Peek(ctx context.Context, pipe redis.Pipeliner, key string) func() (record.Record, bool) {
+	return a.fill.Peek(ctx, pipe, CacheKey(key))
 }
 
 // Put writes through to the store, then invalidates the cached copy and any fill lease.
 // The write is acknowledged once the store committed it, even if Redis is unreachable.
+// Even a failed write may have committed (a timeout after the commit), so the
+// invalidation is unconditional: it costs at most one refill.
 func (a *Aside) Put(ctx context.Context, key, value string) error {
-	if err := a.next.Put(ctx, key, value); err != nil {
-		return err
-	}
+	err := a.next.Put(ctx, key, value)
 	a.Invalidate(ctx, key)
-	return nil
+	return err
 }
 
 // Invalidate deletes the cached copy of key and its lease; if Redis cannot be reached the

@@ -36,6 +36,12 @@ func newRedis(t testing.TB, url string) *redis.Client {
 	return rdb
 }
 
+// readAside is a.Read as the record, whether the cache answered, and the error.
+func readAside(ctx context.Context, a *cache.Aside, key string) (record.Record, bool, error) {
+	r, err := a.Read(ctx, key)
+	return r.Record, r.Tier == record.FromCache, err
+}
+
 func TestAsideContract(t *testing.T) {
 	recordtest.Run(t, cache.NewAside(newRedis(t, testenv.RedisURL(t)), newDB(t), time.Minute, slog.Default()))
 }
@@ -45,22 +51,22 @@ func TestAsideHitsMissesAndInvalidation(t *testing.T) {
 	rdb := newRedis(t, testenv.RedisURL(t))
 	a := cache.NewAside(rdb, newDB(t), time.Minute, slog.Default())
 
-	_, _, err := a.Lookup(ctx, "nope")
+	_, _, err := readAside(ctx, a, "nope")
 	assert.ErrorIs(t, err, record.ErrNotFound)
 	assert.Equal(t, int64(0), rdb.Exists(ctx, cache.CacheKey("nope")).Val(), "misses are not cached")
 
 	require.NoError(t, a.Put(ctx, "k", "v1"))
-	rec, fromCache, err := a.Lookup(ctx, "k")
+	rec, fromCache, err := readAside(ctx, a, "k")
 	require.NoError(t, err)
 	assert.False(t, fromCache)
-	rec2, fromCache, err := a.Lookup(ctx, "k")
+	rec2, fromCache, err := readAside(ctx, a, "k")
 	require.NoError(t, err)
 	assert.True(t, fromCache)
 	assert.Equal(t, rec, rec2, "the cached copy is the row, timestamps included")
 
 	require.NoError(t, a.Put(ctx, "k", "v2"))
 	assert.Equal(t, int64(0), rdb.Exists(ctx, cache.CacheKey("k")).Val(), "a write deletes the cached copy")
-	rec, fromCache, err = a.Lookup(ctx, "k")
+	rec, fromCache, err = readAside(ctx, a, "k")
 	require.NoError(t, err)
 	assert.False(t, fromCache)
 	assert.Equal(t, "v2", rec.Value)
@@ -78,7 +84,7 @@ func TestAsideEntriesExpire(t *testing.T) {
 	rdb := newRedis(t, testenv.RedisURL(t))
 	a := cache.NewAside(rdb, newDB(t), 200*time.Millisecond, slog.Default())
 	require.NoError(t, a.Put(ctx, "k", "v"))
-	_, _, err := a.Lookup(ctx, "k")
+	_, _, err := readAside(ctx, a, "k")
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), rdb.Exists(ctx, cache.CacheKey("k")).Val())
 	testenv.WaitFor(t, 5*time.Second, "the entry to expire", func() bool {
@@ -127,7 +133,7 @@ func TestAsideSlowReaderCannotFillAfterWrite(t *testing.T) {
 	paused, release := db.paused, db.release
 	slow := make(chan record.Record)
 	go func() {
-		rec, _, _ := a.Lookup(ctx, "k")
+		rec, _, _ := readAside(ctx, a, "k")
 		slow <- rec
 	}()
 	<-paused // the reader has read "old" and not yet filled the cache
@@ -137,10 +143,10 @@ func TestAsideSlowReaderCannotFillAfterWrite(t *testing.T) {
 	assert.Equal(t, "old", (<-slow).Value, "the slow read began before the write")
 
 	assert.Equal(t, int64(0), rdb.Exists(ctx, cache.CacheKey("k")).Val(), "the old row was not put back")
-	rec, _, err := a.Lookup(ctx, "k")
+	rec, _, err := readAside(ctx, a, "k")
 	require.NoError(t, err)
 	assert.Equal(t, "new", rec.Value)
-	rec, fromCache, err := a.Lookup(ctx, "k")
+	rec, fromCache, err := readAside(ctx, a, "k")
 	require.NoError(t, err)
 	assert.True(t, fromCache)
 	assert.Equal(t, "new", rec.Value, "the cache holds the new row")
@@ -159,18 +165,18 @@ func TestAsideSlowReaderCannotOverwriteNewerFill(t *testing.T) {
 	paused, release := db.paused, db.release
 	slow := make(chan struct{})
 	go func() {
-		_, _, _ = a.Lookup(ctx, "k")
+		_, _, _ = readAside(ctx, a, "k")
 		close(slow)
 	}()
 	<-paused
 	require.NoError(t, a.Put(ctx, "k", "new"))
-	rec, _, err := a.Lookup(ctx, "k") // fills "new"
+	rec, _, err := readAside(ctx, a, "k") // fills "new"
 	require.NoError(t, err)
 	require.Equal(t, "new", rec.Value)
 	close(release)
 	<-slow
 
-	rec, fromCache, err := a.Lookup(ctx, "k")
+	rec, fromCache, err := readAside(ctx, a, "k")
 	require.NoError(t, err)
 	assert.True(t, fromCache)
 	assert.Equal(t, "new", rec.Value)
@@ -184,7 +190,7 @@ func TestAsideDeferredInvalidation(t *testing.T) {
 	rdb := newRedis(t, srv.URL(0))
 	a := cache.NewAside(rdb, newDB(t), time.Minute, slog.Default())
 	require.NoError(t, a.Put(ctx, "k", "old"))
-	_, _, err := a.Lookup(ctx, "k")
+	_, _, err := readAside(ctx, a, "k")
 	require.NoError(t, err)
 	require.Equal(t, int64(1), rdb.Exists(ctx, cache.CacheKey("k")).Val())
 
@@ -195,13 +201,13 @@ func TestAsideDeferredInvalidation(t *testing.T) {
 	require.NoError(t, a.Put(ctx, "k", "new"), "the write is acknowledged: the database has it")
 	assert.Equal(t, int64(1), a.Stats(ctx).Pending)
 
-	rec, fromCache, err := a.Lookup(ctx, "k")
+	rec, fromCache, err := readAside(ctx, a, "k")
 	require.NoError(t, err)
 	assert.False(t, fromCache, "the cache is bypassed while an invalidation is pending")
 	assert.Equal(t, "new", rec.Value)
 
 	require.NoError(t, admin.Do(ctx, "CLIENT", "UNPAUSE").Err())
-	rec, fromCache, err = a.Lookup(ctx, "k")
+	rec, fromCache, err = readAside(ctx, a, "k")
 	require.NoError(t, err)
 	assert.Equal(t, "new", rec.Value)
 	assert.False(t, fromCache)
@@ -218,7 +224,7 @@ func TestAsideRedisOutage(t *testing.T) {
 
 	srv.Stop(t)
 	require.NoError(t, a.Put(ctx, "k", "v2"))
-	rec, fromCache, err := a.Lookup(ctx, "k")
+	rec, fromCache, err := readAside(ctx, a, "k")
 	require.NoError(t, err)
 	assert.False(t, fromCache)
 	assert.Equal(t, "v2", rec.Value)
@@ -226,7 +232,7 @@ func TestAsideRedisOutage(t *testing.T) {
 
 	srv.Start(t)
 	testenv.WaitFor(t, 5*time.Second, "reads to be cached again", func() bool {
-		_, fromCache, err := a.Lookup(ctx, "k")
+		_, fromCache, err := readAside(ctx, a, "k")
 		return err == nil && fromCache
 	})
 	assert.True(t, a.Stats(ctx).Available)

@@ -86,6 +86,27 @@ func (l *Leased[T]) Lookup(ctx context.Context, cacheKey string, load func(conte
 	return v, false, nil
 }
 
+// Peek queues a GET of cacheKey on pipe, for a caller that sends other commands in the same
+// round trip; the function it returns, called after pipe ran, gives the cached value and
+// counts the hit. false (nothing counted: the caller's Lookup that follows counts the miss)
+// when the key is not cached, Redis failed, or an invalidation is undelivered, in which
+// case nothing was queued: Lookup delivers it first.
+func (l *Leased[T]) Peek(ctx context.Context, pipe redis.Pipeliner, cacheKey string) func() (T, bool) {
+	if l.pending.count.Load() != 0 {
+		return func() (v T, ok bool) { return v, false }
+	}
+	get := pipe.Get(ctx, cacheKey)
+	return func() (v T, ok bool) {
+		data, err := get.Bytes()
+		if err != nil || json.Unmarshal(data, &v) != nil {
+			var zero T
+			return zero, false
+		}
+		l.hits.Add(1)
+		return v, true
+	}
+}
+
 // encode is json.Marshal without HTML escaping, so that embedded json.RawMessage values
 // come back from the cache byte for byte as they went in.
 func encode(v any) ([]byte, error) {

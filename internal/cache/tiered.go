@@ -15,15 +15,17 @@ import (
 	"github.com/dblayers/dblayers/internal/record"
 )
 
-// Level is where a read was answered from.
-type Level string
-
-// The levels of a Tiered cache, named as in the original's cache_level field.
-const (
-	LevelL1 Level = "L1" // this process's memory
-	LevelL2 Level = "L2" // Redis
-	LevelL3 Level = "L3" // the store (PostgreSQL)
-)
+// Level is the original's cache_level name of the tier that answered a Tiered read: "L1"
+// (this process's memory), "L2" (Redis) or "L3" (the store).
+func Level(t record.Tier) string {
+	switch t {
+	case record.FromMemory:
+		return "L1"
+	case record.FromCache:
+		return "L2"
+	}
+	return "L3"
+}
 
 // Tiered is a two-level cache over a store: an in-process L1 bounded by size and TTL
 // (otter), over an Aside (Redis L2 with lease-guarded fills), over the store (L3).
@@ -52,7 +54,6 @@ type Tiered struct {
 	ttl       time.Duration
 	degraded  time.Duration
 	maxSize   int
-	render    func(record.Record) []byte
 	seed      maphash.Seed
 	epoch     atomic.Uint64 // bumped by every clear of the whole L1
 	stripes   [versionStripes]atomic.Uint64
@@ -66,16 +67,15 @@ type Tiered struct {
 	l1Removed atomic.Int64
 }
 
-var _ record.Store = (*Tiered)(nil)
+var _ record.Reader = (*Tiered)(nil)
 
 // versionStripes is how many per-key version counters there are: an invalidation only
 // cancels the in-flight fills of keys that share its stripe.
 const versionStripes = 1024
 
 type l1Entry struct {
-	rec      record.Record
-	ttl      time.Duration
-	rendered atomic.Pointer[[]byte] // Render's output for rec, made on the first L1 hit
+	rec record.Record
+	ttl time.Duration
 }
 
 // TieredOptions configure NewTiered.
@@ -87,11 +87,7 @@ type TieredOptions struct {
 	DisconnectedTTL time.Duration
 	// Bus broadcasts invalidations to, and receives them from, the other processes
 	// sharing the store. Nil means this process is alone: L1 is invalidated locally only.
-	Bus *Bus
-	// Render, if set, encodes a record answered from L1 the way the caller sends it;
-	// LookupRendered keeps the result with the entry, so a hot key is encoded once per
-	// fill, not once per read. It must not keep or change its argument.
-	Render func(record.Record) []byte
+	Bus    *Bus
 	Logger *slog.Logger
 }
 
@@ -109,7 +105,7 @@ func NewTiered(l2 *Aside, rdb redis.UniversalClient, opts TieredOptions) (*Tiere
 	}
 	t := &Tiered{
 		l2: l2, rdb: rdb, bus: opts.Bus, ttl: opts.L1TTL, degraded: min(opts.DisconnectedTTL, opts.L1TTL),
-		maxSize: opts.L1Size, render: opts.Render, seed: maphash.MakeSeed(),
+		maxSize: opts.L1Size, seed: maphash.MakeSeed(),
 	}
 	l1, err := otter.New(&otter.Options[string, *l1Entry]{
 		MaximumSize: opts.L1Size,
@@ -138,22 +134,17 @@ func (t *Tiered) Close() {
 
 // Get implements record.Store.
 func (t *Tiered) Get(ctx context.Context, key string) (record.Record, error) {
-	rec, _, err := t.Lookup(ctx, key)
-	return rec, err
+	r, err := t.Read(ctx, key)
+	return r.Record, err
 }
 
-// loaded is the result of one shared L2/store read.
-type loaded struct {
-	rec   record.Record
-	level Level
-}
-
-// Lookup reads key and tells which level answered: L1 (no network round trip), L2 or L3.
-// A missing key is record.ErrNotFound with level L3; misses are not cached.
-func (t *Tiered) Lookup(ctx context.Context, key string) (record.Record, Level, error) {
+// Read reads key and tells which tier answered: FromMemory (L1, no network round trip),
+// FromCache (L2) or the store's own answer (L3). A missing key is record.ErrNotFound from
+// the store; misses are not cached.
+func (t *Tiered) Read(ctx context.Context, key string) (record.Read, error) {
 	if e, ok := t.l1.GetIfPresent(key); ok {
 		t.l1Hits.Add(1)
-		return e.rec, LevelL1, nil
+		return record.Read{Record: e.rec, Tier: record.FromMemory}, nil
 	}
 	// The shared read runs without the caller's cancellation, so that one client going
 	// away does not fail the others waiting on it; it is bounded by the store's and
@@ -163,42 +154,22 @@ func (t *Tiered) Lookup(ctx context.Context, key string) (record.Record, Level, 
 	})
 	select {
 	case res := <-ch:
-		l, _ := res.Val.(loaded)
-		t.count(l.level)
-		return l.rec, l.level, res.Err
+		r, _ := res.Val.(record.Read)
+		t.count(r.Tier)
+		return r, res.Err
 	case <-ctx.Done():
 		t.l1Misses.Add(1)
-		return record.Record{}, LevelL3, ctx.Err()
+		return record.Read{}, ctx.Err()
 	}
-}
-
-// LookupRendered is Lookup for the hot path: when L1 answers and TieredOptions.Render is
-// set, body is the rendered record, encoded once per L1 entry and shared by every read of
-// it (the caller must not change it). Otherwise body is nil and rec, level and err are
-// Lookup's.
-func (t *Tiered) LookupRendered(ctx context.Context, key string) (body []byte, rec record.Record, level Level, err error) {
-	if t.render != nil {
-		if e, ok := t.l1.GetIfPresent(key); ok {
-			t.l1Hits.Add(1)
-			if b := e.rendered.Load(); b != nil {
-				return *b, e.rec, LevelL1, nil
-			}
-			b := t.render(e.rec)
-			e.rendered.Store(&b)
-			return b, e.rec, LevelL1, nil
-		}
-	}
-	rec, level, err = t.Lookup(ctx, key)
-	return nil, rec, level, err
 }
 
 // count records one read answered at level: hits and misses per tier, as the original
 // counted them (a read that misses both tiers is one L1 and one L2 miss).
-func (t *Tiered) count(level Level) {
-	switch level {
-	case LevelL1:
+func (t *Tiered) count(tier record.Tier) {
+	switch tier {
+	case record.FromMemory:
 		t.l1Hits.Add(1)
-	case LevelL2:
+	case record.FromCache:
 		t.l1Misses.Add(1)
 		t.l2Hits.Add(1)
 	default:
@@ -209,28 +180,26 @@ func (t *Tiered) count(level Level) {
 
 // load is the one read that concurrent misses of key share. A panic in it becomes an
 // error: singleflight would re-raise it where no middleware can recover it.
-func (t *Tiered) load(ctx context.Context, key string) (l loaded, err error) {
+func (t *Tiered) load(ctx context.Context, key string) (r record.Read, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			l, err = loaded{level: LevelL3}, fmt.Errorf("L1 load of %q panicked: %v", key, p)
+			r, err = record.Read{}, fmt.Errorf("L1 load of %q panicked: %v", key, p)
 		}
 	}()
 	v := t.version(key) // before anything is read: see Tiered
 	if e, ok := t.l1.GetIfPresent(key); ok {
 		// Filled by a flight that ended after this caller missed: no second read.
-		return loaded{e.rec, LevelL1}, nil
+		return record.Read{Record: e.rec, Tier: record.FromMemory}, nil
 	}
-	rec, fromCache, err := t.l2.Lookup(ctx, key)
-	level := LevelL2
-	if !fromCache {
-		level = LevelL3
+	r, err = t.l2.Read(ctx, key)
+	if r.Tier != record.FromCache {
 		t.dbReads.Add(1)
 	}
 	if err != nil {
-		return loaded{level: level}, err
+		return r, err
 	}
-	t.fill(key, rec, v)
-	return loaded{rec, level}, nil
+	t.fill(key, r.Record, v)
+	return r, nil
 }
 
 // version is key's version: the global epoch and the counter of key's stripe.

@@ -35,23 +35,6 @@ func (c *countingStore) Get(ctx context.Context, key string) (record.Record, err
 	return c.Store.Get(ctx, key)
 }
 
-// countingHook counts the commands a Redis client sends.
-type countingHook struct{ n atomic.Int64 }
-
-func (h *countingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *countingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
-}
-
 type tieredOpts struct {
 	size     int
 	ttl      time.Duration
@@ -84,11 +67,11 @@ func newTiered(t testing.TB, rdb *redis.Client, store record.Store, o tieredOpts
 	return tc
 }
 
-func lookup(t testing.TB, tc *cache.Tiered, key string) (string, cache.Level) {
+func lookup(t testing.TB, tc *cache.Tiered, key string) (string, record.Tier) {
 	t.Helper()
-	rec, level, err := tc.Lookup(context.Background(), key)
+	r, err := tc.Read(context.Background(), key)
 	require.NoError(t, err, key)
-	return rec.Value, level
+	return r.Value, r.Tier
 }
 
 func TestTieredContract(t *testing.T) {
@@ -109,23 +92,23 @@ func TestTieredLevels(t *testing.T) {
 	b := newTiered(t, rdb, db, tieredOpts{})
 	require.NoError(t, a.Put(ctx, "k", "v"))
 
-	for i, want := range []cache.Level{cache.LevelL3, cache.LevelL1, cache.LevelL1} {
+	for i, want := range []record.Tier{record.FromStore, record.FromMemory, record.FromMemory} {
 		v, level := lookup(t, a, "k")
 		assert.Equal(t, "v", v)
 		assert.Equal(t, want, level, "read %d", i)
 	}
 	v, level := lookup(t, b, "k")
 	assert.Equal(t, "v", v)
-	assert.Equal(t, cache.LevelL2, level, "promoted from Redis")
+	assert.Equal(t, record.FromCache, level, "promoted from Redis")
 	_, level = lookup(t, b, "k")
-	assert.Equal(t, cache.LevelL1, level)
+	assert.Equal(t, record.FromMemory, level)
 
-	_, level, err := a.Lookup(ctx, "missing")
+	miss, err := a.Read(ctx, "missing")
 	assert.ErrorIs(t, err, record.ErrNotFound)
-	assert.Equal(t, cache.LevelL3, level)
-	_, level, err = a.Lookup(ctx, "missing")
+	assert.Equal(t, record.FromStore, miss.Tier)
+	miss, err = a.Read(ctx, "missing")
 	assert.ErrorIs(t, err, record.ErrNotFound)
-	assert.Equal(t, cache.LevelL3, level, "misses are not cached")
+	assert.Equal(t, record.FromStore, miss.Tier, "misses are not cached")
 
 	st := a.Stats(ctx)
 	assert.Equal(t, int64(2), st.L1Hits)
@@ -149,17 +132,17 @@ func TestTieredWriteInvalidates(t *testing.T) {
 	require.NoError(t, tc.Put(ctx, "k", "v1"))
 	lookup(t, tc, "k")
 	_, level := lookup(t, tc, "k")
-	require.Equal(t, cache.LevelL1, level)
+	require.Equal(t, record.FromMemory, level)
 
 	require.NoError(t, tc.Put(ctx, "k", "v2"))
 	assert.Equal(t, int64(0), rdb.Exists(ctx, cache.CacheKey("k")).Val(), "L2 copy deleted")
 	v, level := lookup(t, tc, "k")
 	assert.Equal(t, "v2", v)
-	assert.Equal(t, cache.LevelL3, level)
+	assert.Equal(t, record.FromStore, level)
 
 	tc.Invalidate(ctx, "k")
 	_, level = lookup(t, tc, "k")
-	assert.Equal(t, cache.LevelL3, level, "Invalidate drops both tiers")
+	assert.Equal(t, record.FromStore, level, "Invalidate drops both tiers")
 }
 
 // Many concurrent misses of one key make one database read: the first is held in the
@@ -180,7 +163,7 @@ func TestTieredStampedeOneDatabaseRead(t *testing.T) {
 	for range readers {
 		wg.Go(func() {
 			started.Add(1)
-			rec, _, err := tc.Lookup(ctx, "hot")
+			rec, err := tc.Read(ctx, "hot")
 			assert.NoError(t, err)
 			values <- rec.Value
 		})
@@ -202,20 +185,19 @@ func TestTieredStampedeOneDatabaseRead(t *testing.T) {
 func TestTieredHotKeyNoRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	rdb := newRedis(t, testenv.RedisURL(t))
-	hook := &countingHook{}
-	rdb.AddHook(hook)
+	redisSent := testenv.CountRedis(rdb)
 	db := &countingStore{Store: newDB(t)}
 	tc := newTiered(t, rdb, db, tieredOpts{})
 	require.NoError(t, tc.Put(ctx, "hot", "v"))
 	lookup(t, tc, "hot")
 
-	redisBefore, dbBefore := hook.n.Load(), db.gets.Load()
+	redisBefore, dbBefore := redisSent.Commands(), db.gets.Load()
 	for range 1000 {
 		v, level := lookup(t, tc, "hot")
 		require.Equal(t, "v", v)
-		require.Equal(t, cache.LevelL1, level)
+		require.Equal(t, record.FromMemory, level)
 	}
-	assert.Equal(t, redisBefore, hook.n.Load(), "no Redis command")
+	assert.Equal(t, redisBefore, redisSent.Commands(), "no Redis command")
 	assert.Equal(t, dbBefore, db.gets.Load(), "no database read")
 }
 
@@ -245,7 +227,7 @@ func TestTieredL1Expires(t *testing.T) {
 	lookup(t, tc, "k")
 	testenv.WaitFor(t, 5*time.Second, "the L1 entry to expire", func() bool {
 		_, level := lookup(t, tc, "k") // reads keep hitting until it expires
-		return level == cache.LevelL2
+		return level == record.FromCache
 	})
 }
 
@@ -283,7 +265,7 @@ func TestTieredSlowFillCannotResurrect(t *testing.T) {
 
 	slow := make(chan string)
 	go func() {
-		rec, _, _ := tc.Lookup(ctx, "k")
+		rec, _ := tc.Read(ctx, "k")
 		slow <- rec.Value
 	}()
 	<-db.paused // the slow reader holds "old" and has filled nothing yet
@@ -313,7 +295,7 @@ func TestTieredCrossInstanceInvalidation(t *testing.T) {
 	testenv.WaitFor(t, 2*time.Second, "b to receive the first write", func() bool { return b.Stats(ctx).Received == 1 })
 	lookup(t, b, "k")
 	_, level := lookup(t, b, "k")
-	require.Equal(t, cache.LevelL1, level)
+	require.Equal(t, record.FromMemory, level)
 
 	require.NoError(t, a.Put(ctx, "k", "v2"))
 	testenv.WaitFor(t, 2*time.Second, "b to drop its L1 copy", func() bool {
@@ -326,7 +308,7 @@ func TestTieredCrossInstanceInvalidation(t *testing.T) {
 	require.NoError(t, b.Clear(ctx))
 	testenv.WaitFor(t, 2*time.Second, "a to clear its L1", func() bool {
 		_, level := lookup(t, a, "k")
-		return level != cache.LevelL1
+		return level != record.FromMemory
 	})
 }
 
@@ -340,7 +322,7 @@ func TestTieredSubscriptionLossClearsL1(t *testing.T) {
 	require.NoError(t, tc.Put(ctx, "k", "v"))
 	lookup(t, tc, "k")
 	_, level := lookup(t, tc, "k")
-	require.Equal(t, cache.LevelL1, level)
+	require.Equal(t, record.FromMemory, level)
 	clears := tc.Stats(ctx).L1Clears
 
 	require.NoError(t, rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err())
@@ -349,7 +331,7 @@ func TestTieredSubscriptionLossClearsL1(t *testing.T) {
 	})
 	testenv.WaitFor(t, 5*time.Second, "the subscription to be back", func() bool { return tc.Stats(ctx).Subscribed })
 	_, level = lookup(t, tc, "k")
-	assert.NotEqual(t, cache.LevelL1, level, "nothing from before the loss survives")
+	assert.NotEqual(t, record.FromMemory, level, "nothing from before the loss survives")
 }
 
 // With Redis down, reads are served from L1, then the database; L1 entries filled
@@ -367,17 +349,17 @@ func TestTieredRedisOutage(t *testing.T) {
 	require.NoError(t, tc.Put(ctx, "k", "v2"), "the database has the write")
 	v, level := lookup(t, tc, "k")
 	assert.Equal(t, "v2", v)
-	assert.Equal(t, cache.LevelL3, level)
+	assert.Equal(t, record.FromStore, level)
 	st := tc.Stats(ctx)
 	assert.False(t, st.L2Available)
 	assert.Equal(t, int64(1), st.L2Pending)
 	testenv.WaitFor(t, 5*time.Second, "L1 to serve again", func() bool {
 		_, level := lookup(t, tc, "k")
-		return level == cache.LevelL1
+		return level == record.FromMemory
 	})
 	testenv.WaitFor(t, 5*time.Second, "the short-lived L1 entry to expire", func() bool {
 		_, level := lookup(t, tc, "k")
-		return level == cache.LevelL3
+		return level == record.FromStore
 	})
 
 	srv.Start(t)
@@ -405,7 +387,7 @@ func TestTieredClear(t *testing.T) {
 	assert.Equal(t, "x", rdb.Get(ctx, "other:key").Val())
 	assert.Equal(t, 0, tc.Stats(ctx).L1Size)
 	_, level := lookup(t, tc, "k")
-	assert.Equal(t, cache.LevelL3, level)
+	assert.Equal(t, record.FromStore, level)
 }
 
 // A Tiered without a bus works alone; its stats say invalidations are not missed.
@@ -416,7 +398,7 @@ func TestTieredWithoutBus(t *testing.T) {
 	require.NoError(t, tc.Put(ctx, "k", "v"))
 	lookup(t, tc, "k")
 	_, level := lookup(t, tc, "k")
-	assert.Equal(t, cache.LevelL1, level)
+	assert.Equal(t, record.FromMemory, level)
 	assert.True(t, tc.Stats(ctx).Subscribed)
 }
 

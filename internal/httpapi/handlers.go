@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"net/http"
 
@@ -25,30 +24,27 @@ func WriteHandler(s record.Store, message string) HandlerFunc {
 
 // ReadHandler answers GET /read/{key} from s; a missing key is 200 with success false.
 func ReadHandler(s record.Store) HandlerFunc {
-	return ReadVia(func(ctx context.Context, key string) (record.Record, struct{}, error) {
-		rec, err := s.Get(ctx, key)
-		return rec, struct{}{}, err
-	}, func(f ReadFields, _ struct{}) any { return f })
+	return ReadVia(s, func(f ReadFields, _ record.Read) any { return f })
 }
 
 // ReadVia answers GET /read/{key} for layers whose reads also say where the record came
-// from: lookup returns the record and its source S, and answer adds the layer's fields to
-// the common ones. A missing key is answered with NotFound ("Key not found") and the zero S.
-func ReadVia[S any](lookup func(ctx context.Context, key string) (record.Record, S, error), answer func(ReadFields, S) any) HandlerFunc {
+// from: answer adds the layer's fields, taken from the read's provenance, to the common
+// ones. A missing key is answered with NotFound ("Key not found") and the provenance of the
+// read that found nothing.
+func ReadVia(s record.Store, answer func(ReadFields, record.Read) any) HandlerFunc {
 	return func(r *http.Request) (any, error) {
 		key, err := PathKey(r)
 		if err != nil {
 			return nil, err
 		}
-		rec, src, err := lookup(r.Context(), key)
+		read, err := record.ReadFrom(r.Context(), s, key)
 		if errors.Is(err, record.ErrNotFound) {
-			var zero S
-			return answer(NotFound(key, MsgKeyNotFound), zero), nil
+			return answer(NotFound(key, MsgKeyNotFound), read), nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		return answer(Found(rec), src), nil
+		return answer(Found(read.Record), read), nil
 	}
 }
 

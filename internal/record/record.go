@@ -20,12 +20,48 @@ type Record struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// Store reads and writes records. Get returns ErrNotFound for a missing key. Put is an
+// Store reads and writes records (Reader adds where a read came from). Get returns ErrNotFound for a missing key. Put is an
 // upsert: created_at is set on first insert and kept, updated_at changes on every write,
 // and the last writer wins.
 type Store interface {
 	Get(ctx context.Context, key string) (Record, error)
 	Put(ctx context.Context, key, value string) error
+}
+
+// Read is a record with its provenance: which tier answered the read and, for a read a
+// replica answered, which replica. Every layer says where a read came from this way.
+type Read struct {
+	Record
+	Tier    Tier
+	Replica string // the read replica that answered; empty when the primary (or the only database) did
+}
+
+// Tier is where a read was answered from, from the farthest out to this process.
+type Tier uint8
+
+// The tiers. The zero value is the store itself, so a Store that says nothing about its
+// reads (a plain database) reads as FromStore.
+const (
+	FromStore  Tier = iota // the database (PostgreSQL, a shard, a replica)
+	FromBuffer             // a write accepted and not yet applied to the database (L6)
+	FromCache              // the shared Redis cache (L2)
+	FromMemory             // this process's in-memory cache (L1)
+)
+
+// Reader is a Store whose reads tell where they were answered from. The Read is filled
+// in even when err is ErrNotFound, with the tier and replica that found nothing.
+type Reader interface {
+	Store
+	Read(ctx context.Context, key string) (Read, error)
+}
+
+// ReadFrom reads key from s with its provenance: s's own if s is a Reader, else FromStore.
+func ReadFrom(ctx context.Context, s Store, key string) (Read, error) {
+	if r, ok := s.(Reader); ok {
+		return r.Read(ctx, key)
+	}
+	rec, err := s.Get(ctx, key)
+	return Read{Record: rec}, err
 }
 
 // ErrNotFound reports a key that has no record.

@@ -112,11 +112,11 @@ func (s *stack) waitReplayed(t *testing.T, c *cluster) {
 	})
 }
 
-func (s *stack) read(t *testing.T, key string) (string, replica.Source) {
+func (s *stack) read(t *testing.T, key string) (string, record.Read) {
 	t.Helper()
-	rec, src, err := s.store.Read(context.Background(), key)
+	r, err := s.store.Read(context.Background(), key)
 	require.NoError(t, err)
-	return rec.Value, src
+	return r.Value, r
 }
 
 func TestReplicatedStore(t *testing.T) {
@@ -134,7 +134,7 @@ func TestReplicatedStore(t *testing.T) {
 		for range 20 {
 			v, src := s.read(t, "rr")
 			assert.Equal(t, "v", v)
-			assert.True(t, src.FromReplica())
+			assert.NotEmpty(t, src.Replica)
 		}
 		st := s.store.Stats()
 		assert.Equal(t, int64(10), st.Replicas[0].ReadsServed)
@@ -159,7 +159,7 @@ func TestReplicatedStore(t *testing.T) {
 		require.NoError(t, s.store.Put(ctx, "ryw", "v2"))
 		v, src := s.read(t, "ryw")
 		assert.Equal(t, "v2", v, "the paused replicas still hold v1")
-		assert.False(t, src.FromReplica(), "only the primary has v2")
+		assert.Empty(t, src.Replica, "only the primary has v2")
 		assert.Equal(t, int64(1), s.store.Stats().Primary.ReadsNotReplayed)
 		var direct string
 		require.NoError(t, testenv.QueryRow(c.replicaURLs[0], "SELECT value FROM records WHERE key = 'ryw'", nil, &direct))
@@ -167,7 +167,7 @@ func TestReplicatedStore(t *testing.T) {
 
 		v, src = s.read(t, "untouched")
 		assert.Equal(t, "u", v)
-		assert.True(t, src.FromReplica(), "keys the replicas are current for still read from them")
+		assert.NotEmpty(t, src.Replica, "keys the replicas are current for still read from them")
 
 		for _, r := range c.replicas {
 			r.ResumeReplay(t)
@@ -175,7 +175,7 @@ func TestReplicatedStore(t *testing.T) {
 		testenv.WaitFor(t, 10*time.Second, "a replica to serve v2", func() bool {
 			v, src := s.read(t, "ryw")
 			require.Equal(t, "v2", v)
-			return src.FromReplica()
+			return src.Replica != ""
 		})
 	})
 
@@ -231,7 +231,7 @@ func TestReplicatedStore(t *testing.T) {
 		assert.Equal(t, replica.ProblemNotStandby, st.Problem)
 		v, src := s.read(t, "k")
 		assert.Equal(t, "v", v)
-		assert.False(t, src.FromReplica())
+		assert.Empty(t, src.Replica)
 	})
 
 	t.Run("no replica serving: reads from the primary", func(t *testing.T) {
@@ -239,8 +239,8 @@ func TestReplicatedStore(t *testing.T) {
 		require.NoError(t, s.store.Put(ctx, "k", "v"))
 		v, src := s.read(t, "k")
 		assert.Equal(t, "v", v)
-		assert.False(t, src.FromReplica())
-		_, _, err := s.store.Read(ctx, "missing")
+		assert.Empty(t, src.Replica)
+		_, err := s.store.Read(ctx, "missing")
 		assert.ErrorIs(t, err, record.ErrNotFound)
 	})
 

@@ -27,20 +27,12 @@ type Store struct {
 	notReplayed  atomic.Int64 // ... of which because the picked replica had not replayed the key's last write
 }
 
-var _ record.Store = (*Store)(nil)
+var _ record.Reader = (*Store)(nil)
 
 // NewStore returns the Store over primary and b, remembering acknowledged writes in writes.
 func NewStore(primary pgstore.Conns, b *Balancer, writes *Tracker, logger *slog.Logger) *Store {
 	return &Store{primary: primary, db: pgstore.NewStore(primary), balancer: b, writes: writes, logger: logger}
 }
-
-// Source tells which server answered a read.
-type Source struct {
-	Replica string // the replica's name; empty when the primary answered
-}
-
-// FromReplica reports whether a replica answered.
-func (s Source) FromReplica() bool { return s.Replica != "" }
 
 // Put upserts on the primary, then records the WAL position that covers the commit. If that
 // position cannot be read the write is reported as failed (it may have committed, like any
@@ -61,15 +53,15 @@ func (s *Store) Put(ctx context.Context, key, value string) error {
 
 // Get implements record.Store.
 func (s *Store) Get(ctx context.Context, key string) (record.Record, error) {
-	rec, _, err := s.Read(ctx, key)
-	return rec, err
+	r, err := s.Read(ctx, key)
+	return r.Record, err
 }
 
 // Read reads key from a serving replica that has replayed the key's last acknowledged write,
 // else from the primary, and tells which answered. A replica that fails as unreachable is
 // marked down and the next one is tried; any other replica error sends the read to the
-// primary.
-func (s *Store) Read(ctx context.Context, key string) (record.Record, Source, error) {
+// primary. The Read's Replica names the replica that answered, empty for the primary.
+func (s *Store) Read(ctx context.Context, key string) (record.Read, error) {
 	need := s.writes.Need(key)
 	for range len(s.balancer.Replicas()) {
 		r := s.balancer.Pick()
@@ -80,13 +72,13 @@ func (s *Store) Read(ctx context.Context, key string) (record.Record, Source, er
 		if err == nil || errors.Is(err, record.ErrNotFound) {
 			if replayed >= need {
 				r.reads.Add(1)
-				return rec, Source{Replica: r.name}, err
+				return record.Read{Record: rec, Replica: r.name}, err
 			}
 			s.notReplayed.Add(1)
 			break
 		}
 		if ctx.Err() != nil {
-			return record.Record{}, Source{}, err
+			return record.Read{}, err
 		}
 		if record.IsUnavailable(err) {
 			s.balancer.MarkDown(r)
@@ -98,7 +90,7 @@ func (s *Store) Read(ctx context.Context, key string) (record.Record, Source, er
 	}
 	s.primaryReads.Add(1)
 	rec, err := s.db.Get(ctx, key)
-	return rec, Source{}, err
+	return record.Read{Record: rec}, err
 }
 
 const replicaSelectSQL = `SELECT key, value, created_at, updated_at FROM records WHERE key = $1`

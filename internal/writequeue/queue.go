@@ -301,27 +301,71 @@ type Buffered struct {
 
 // Buffered returns the newest buffered write of key; ok is false when none is buffered.
 func (q *Queue) Buffered(ctx context.Context, key string) (b Buffered, ok bool, err error) {
-	res, err := bufferedScript.Run(ctx, q.rdb, []string{BufferedKey(key), q.names.Stream}).Slice()
-	if errors.Is(err, redis.Nil) {
-		return Buffered{}, false, nil
-	}
+	var buffered func() (Buffered, bool, error)
+	err = q.pipelined(ctx, func(pipe redis.Pipeliner) { buffered = q.bufferedOn(ctx, pipe, key) })
 	if err != nil {
 		return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
 	}
-	if len(res) != 3 {
-		return Buffered{}, false, fmt.Errorf("read buffered %q: unexpected reply %v", key, res)
+	return buffered()
+}
+
+// bufferedOn queues Buffered's script on pipe; the function it returns, called after pipe
+// ran, gives its result.
+func (q *Queue) bufferedOn(ctx context.Context, pipe redis.Pipeliner, key string) func() (Buffered, bool, error) {
+	cmd := bufferedScript.EvalSha(ctx, pipe, []string{BufferedKey(key), q.names.Stream})
+	return func() (b Buffered, ok bool, err error) {
+		res, err := cmd.Slice()
+		if errors.Is(err, redis.Nil) {
+			return Buffered{}, false, nil
+		}
+		if err != nil {
+			return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
+		}
+		if len(res) != 3 {
+			return Buffered{}, false, fmt.Errorf("read buffered %q: unexpected reply %v", key, res)
+		}
+		b.ID, _ = res[0].(string)
+		if b.Created, err = parseMicros(res[1]); err != nil {
+			return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
+		}
+		flat, _ := res[2].([]any)
+		e, err := parseEntry(b.ID, pairs(flat))
+		if err != nil {
+			return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
+		}
+		b.Value, b.Updated = e.value, e.ts
+		return b, true, nil
 	}
-	b.ID, _ = res[0].(string)
-	if b.Created, err = parseMicros(res[1]); err != nil {
-		return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
+}
+
+// pipelined sends the commands queue puts on a pipeline in one round trip; their results
+// (and errors, Redis being unreachable say) are theirs to report. Scripts go by their SHA
+// (EVALSHA), which a pipeline cannot fall back from one by one as Script.Run does: when
+// Redis does not know the script (after a restart or a flush) it is loaded and the
+// commands are queued and sent again.
+func (q *Queue) pipelined(ctx context.Context, queue func(redis.Pipeliner)) error {
+	send := func() []redis.Cmder {
+		cmds, _ := q.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error { queue(pipe); return nil })
+		return cmds
 	}
-	flat, _ := res[2].([]any)
-	e, err := parseEntry(b.ID, pairs(flat))
-	if err != nil {
-		return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
+	if !noScript(send()) {
+		return nil
 	}
-	b.Value, b.Updated = e.value, e.ts
-	return b, true, nil
+	if err := bufferedScript.Load(ctx, q.rdb).Err(); err != nil {
+		return err
+	}
+	send()
+	return nil
+}
+
+// noScript reports whether a command of cmds failed because Redis did not know its script.
+func noScript(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			return true
+		}
+	}
+	return false
 }
 
 // Stats describe the queue across every process that uses it.

@@ -3,24 +3,22 @@ package writequeue
 import (
 	"context"
 	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/dblayers/dblayers/internal/record"
 )
 
-// Committed reads records already applied to the database; fromCache tells whether the
-// answer came from a cache. cache.Aside over a pgstore.Store is one.
+// Committed reads records already applied to the database, through a read cache on the
+// queue's Redis: cache.Aside over a pgstore.Store is one. Peek lets a read ask the cache in
+// the same round trip as the buffer.
 type Committed interface {
-	Lookup(ctx context.Context, key string) (rec record.Record, fromCache bool, err error)
+	Read(ctx context.Context, key string) (record.Read, error)
+	// Peek queues a look at key's cached record on pipe; the function it returns, called
+	// after pipe ran, gives the record, or false when it must be read with Read.
+	Peek(ctx context.Context, pipe redis.Pipeliner, key string) func() (record.Record, bool)
 }
-
-// Source tells where a read was answered from.
-type Source int
-
-const (
-	FromDatabase Source = iota // the committed row, read from PostgreSQL
-	FromCache                  // the committed row, from the read cache
-	FromBuffer                 // a write still in the queue
-)
 
 // Store is the buffered store: Put queues the write, Get reads your writes, the newest
 // buffered one while a write is queued and the committed record otherwise.
@@ -29,16 +27,17 @@ type Store struct {
 	committed Committed
 }
 
-var _ record.Store = (*Store)(nil)
+var _ record.Reader = (*Store)(nil)
 
-// NewStore returns the buffered store over queue and committed.
+// NewStore returns the buffered store over queue and committed, whose cache must be on the
+// queue's Redis (its look-ups are sent on the queue's client).
 func NewStore(queue *Queue, committed Committed) *Store {
 	return &Store{queue: queue, committed: committed}
 }
 
 // Put queues the write; it is durable once Put returns nil. It fails with ErrBacklogFull
 // while the backlog is at its bound, with ctx's error if the caller gave up, and otherwise
-// as the queue unavailable (record.Unavailable), like Lookup.
+// as the queue unavailable (record.Unavailable), like Read.
 func (s *Store) Put(ctx context.Context, key, value string) error {
 	_, err := s.queue.Enqueue(ctx, key, value)
 	switch {
@@ -52,37 +51,57 @@ func (s *Store) Put(ctx context.Context, key, value string) error {
 
 // Get implements record.Store.
 func (s *Store) Get(ctx context.Context, key string) (record.Record, error) {
-	rec, _, err := s.Lookup(ctx, key)
-	return rec, err
+	r, err := s.Read(ctx, key)
+	return r.Record, err
 }
 
-// Lookup reads key and tells where the answer came from. If the queue cannot be asked, it
-// fails rather than answer from the database: a queued write may be newer than the row.
+// Read reads key and tells where the answer came from: FromBuffer (a queued write),
+// FromCache or FromStore (the committed row). If the queue cannot be asked, it fails
+// rather than answer from the database: a queued write may be newer than the row.
+//
+// The buffer and the read cache are asked in one Redis round trip, the buffer first: a
+// write acknowledged before the read began is in the buffer until the worker's
+// acknowledgement, which drops the cached copy in the same script, so a cached row read
+// after an empty buffer answer is never older than such a write. Only a cache miss costs
+// more round trips (Committed.Read: the cache's fill lease, the database).
 //
 // A buffered record has the buffered value, updated_at the time the write was accepted (what
 // the row will hold once applied), and created_at that of the committed row if there is
 // one, else that of the first write buffered for the key; while the database is
 // unreachable, the latter.
-func (s *Store) Lookup(ctx context.Context, key string) (record.Record, Source, error) {
-	b, ok, err := s.queue.Buffered(ctx, key)
-	if err != nil {
-		return record.Record{}, FromBuffer, record.Unavailable("Queue", err)
+func (s *Store) Read(ctx context.Context, key string) (record.Read, error) {
+	var buffered func() (Buffered, bool, error)
+	var cached func() (record.Record, bool)
+	if err := s.queue.pipelined(ctx, func(pipe redis.Pipeliner) {
+		buffered = s.queue.bufferedOn(ctx, pipe, key)
+		cached = s.committed.Peek(ctx, pipe, key)
+	}); err != nil {
+		return record.Read{}, record.Unavailable("Queue", fmt.Errorf("read buffered %q: %w", key, err))
 	}
-	if !ok {
-		rec, fromCache, err := s.committed.Lookup(ctx, key)
-		if fromCache {
-			return rec, FromCache, err
+	b, isBuffered, err := buffered()
+	if err != nil {
+		return record.Read{}, record.Unavailable("Queue", err)
+	}
+	old, found := cached()
+	if !isBuffered {
+		if found {
+			return record.Read{Record: old, Tier: record.FromCache}, nil
 		}
-		return rec, FromDatabase, err
+		return s.committed.Read(ctx, key)
+	}
+	if !found {
+		r, err := s.committed.Read(ctx, key)
+		switch {
+		case err == nil:
+			old, found = r.Record, true
+		case errors.Is(err, record.ErrNotFound), record.IsUnavailable(err):
+		default:
+			return record.Read{}, err
+		}
 	}
 	rec := record.Record{Key: key, Value: b.Value, CreatedAt: b.Created, UpdatedAt: b.Updated}
-	old, _, err := s.committed.Lookup(ctx, key)
-	switch {
-	case err == nil:
+	if found {
 		rec.CreatedAt = old.CreatedAt
-	case errors.Is(err, record.ErrNotFound), record.IsUnavailable(err):
-	default:
-		return record.Record{}, FromBuffer, err
 	}
-	return rec, FromBuffer, nil
+	return record.Read{Record: rec, Tier: record.FromBuffer}, nil
 }

@@ -152,19 +152,19 @@ func TestReadYourWritesAcrossTheFlush(t *testing.T) {
 	stop := e.startWorker(t, "w", testConfig())
 	require.NoError(t, e.store.Put(ctx, "k", "v1"))
 	e.drained(t, 10*time.Second)
-	_, src, err := e.store.Lookup(ctx, "k")
+	first, err := e.store.Read(ctx, "k")
 	require.NoError(t, err)
-	require.Equal(t, writequeue.FromDatabase, src)
-	old, src, err := e.store.Lookup(ctx, "k")
+	require.Equal(t, record.FromStore, first.Tier)
+	old, err := e.store.Read(ctx, "k")
 	require.NoError(t, err)
-	require.Equal(t, writequeue.FromCache, src, "v1 is cached now")
+	require.Equal(t, record.FromCache, old.Tier, "v1 is cached now")
 	stop()
 
 	entry, err := e.queue.Enqueue(ctx, "k", "v2")
 	require.NoError(t, err)
-	buffered, src, err := e.store.Lookup(ctx, "k")
+	buffered, err := e.store.Read(ctx, "k")
 	require.NoError(t, err)
-	assert.Equal(t, writequeue.FromBuffer, src)
+	assert.Equal(t, record.FromBuffer, buffered.Tier)
 	assert.Equal(t, "v2", buffered.Value)
 	assert.Equal(t, old.CreatedAt, buffered.CreatedAt, "created_at is the committed row's")
 	assert.Equal(t, entry.Time, buffered.UpdatedAt)
@@ -175,10 +175,50 @@ func TestReadYourWritesAcrossTheFlush(t *testing.T) {
 	exists, err := e.rdb.Exists(ctx, writequeue.BufferedKey("k"), cache.CacheKey("k")).Result()
 	require.NoError(t, err)
 	assert.Zero(t, exists, "the flush deleted the buffered pointer and the cached copy")
-	committed, src, err := e.store.Lookup(ctx, "k")
+	committed, err := e.store.Read(ctx, "k")
 	require.NoError(t, err)
-	assert.Equal(t, writequeue.FromDatabase, src)
-	assert.Equal(t, buffered, committed, "the flushed record is the one the buffered read showed")
+	assert.Equal(t, record.FromStore, committed.Tier)
+	assert.Equal(t, buffered.Record, committed.Record, "the flushed record is the one the buffered read showed")
+}
+
+// A read asks the buffer and the read cache in one Redis round trip, whether it is answered
+// by the cached committed row or by a buffered write over it; after Redis lost its scripts
+// the read loads them again and answers the same.
+func TestReadIsOneRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 0)
+	sent := testenv.CountRedis(e.rdb)
+	stop := e.startWorker(t, "w", testConfig())
+	require.NoError(t, e.store.Put(ctx, "k", "v1"))
+	e.drained(t, 10*time.Second)
+	stop() // its heartbeats and reads would be counted too
+	// The first read fills the cache.
+	_, err := e.store.Read(ctx, "k")
+	require.NoError(t, err)
+
+	read := func() (record.Read, int64) {
+		t.Helper()
+		before := sent.RoundTrips()
+		r, err := e.store.Read(ctx, "k")
+		require.NoError(t, err)
+		return r, sent.RoundTrips() - before
+	}
+	r, trips := read()
+	assert.Equal(t, record.FromCache, r.Tier)
+	assert.Equal(t, "v1", r.Value)
+	assert.Equal(t, int64(1), trips, "a cached row")
+
+	_, err = e.queue.Enqueue(ctx, "k", "v2")
+	require.NoError(t, err)
+	r, trips = read()
+	assert.Equal(t, record.FromBuffer, r.Tier)
+	assert.Equal(t, "v2", r.Value)
+	assert.Equal(t, int64(1), trips, "a buffered write over a cached row")
+
+	require.NoError(t, e.rdb.ScriptFlush(ctx).Err())
+	r, _ = read()
+	assert.Equal(t, record.FromBuffer, r.Tier)
+	assert.Equal(t, "v2", r.Value, "the script is loaded again")
 }
 
 // Several writes of one key in one batch collapse to the newest; created_at is the first

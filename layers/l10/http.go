@@ -1,13 +1,10 @@
 package l10
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -82,7 +79,7 @@ func (s *Service) write(r *http.Request) (any, error) {
 		return nil, shardError(err)
 	}
 	name := s.Owner(req.Key)
-	_, _, err := s.cache.Lookup(r.Context(), req.Key)
+	_, err := s.cache.Read(r.Context(), req.Key)
 	resp := WriteResponse{Success: true, Key: req.Key, Shard: name, Cached: err == nil, Message: "Written to " + name + " and cached"}
 	if !resp.Cached {
 		resp.Message = "Written to " + name
@@ -99,61 +96,32 @@ type ReadResponse struct {
 	LatencyMs  *float64 `json:"latency_ms"`  // time of the lookup, ms (2 decimals); null for a missing key
 }
 
-// read answers GET /read/{key}. An L1 hit is sent as the bytes rendered when the entry was
-// first read (renderL1) followed by this read's latency: a hot key costs a map lookup, no
-// encoding and no network round trip besides the rate limiter's.
+// read answers GET /read/{key}: an L1 hit costs no network round trip besides the rate
+// limiter's.
 func (s *Service) read(w http.ResponseWriter, r *http.Request) {
 	key, _ := r.Context().Value(readKey).(string)
 	start := time.Now()
-	prefix, rec, level, err := s.cache.LookupRendered(r.Context(), key)
+	read, err := s.cache.Read(r.Context(), key)
 	latency := math.Round(float64(time.Since(start).Microseconds())/10) / 100 // ms, 2 decimals
 	switch {
-	case prefix != nil:
-		s.metrics.cacheHits[cache.LevelL1].Inc()
-		body := make([]byte, 0, len(prefix)+16)
-		body = append(body, prefix...)
-		body = strconv.AppendFloat(body, latency, 'f', -1, 64)
-		body = append(body, "}\n"...)
-		w.Header()["Content-Type"] = contentTypeJSON
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body)
 	case errors.Is(err, record.ErrNotFound):
 		s.metrics.cacheMisses.Inc()
 		httpapi.WriteJSON(w, http.StatusOK, ReadResponse{ReadFields: httpapi.NotFound(key, httpapi.MsgKeyNotFound)})
 	case err != nil:
 		httpapi.WriteError(w, r, shardError(err))
 	default:
-		resp := ReadResponse{ReadFields: httpapi.Found(rec), LatencyMs: &latency}
-		if level == cache.LevelL3 {
+		resp := ReadResponse{ReadFields: httpapi.Found(read.Record), LatencyMs: &latency}
+		if read.Tier == record.FromStore {
 			s.metrics.cacheMisses.Inc()
 			name := s.Owner(key)
 			resp.Shard = &name
 		} else {
-			s.metrics.cacheHits[level].Inc()
-			l := string(level)
-			resp.CacheHit, resp.CacheLevel = true, &l
+			s.metrics.cacheHits[read.Tier].Inc()
+			level := cache.Level(read.Tier)
+			resp.CacheHit, resp.CacheLevel = true, &level
 		}
 		httpapi.WriteJSON(w, http.StatusOK, resp)
 	}
-}
-
-var contentTypeJSON = []string{"application/json"}
-
-// renderL1 encodes an L1 answer as httpapi.WriteJSON would, up to the latency: the
-// bytes end with `"latency_ms":` and each read appends its own latency and the `}`.
-func renderL1(rec record.Record) []byte {
-	l1 := string(cache.LevelL1)
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(ReadResponse{ReadFields: httpapi.Found(rec), CacheHit: true, CacheLevel: &l1}); err != nil {
-		return nil // cannot happen for these types; a nil body falls back to the slow path
-	}
-	body, ok := bytes.CutSuffix(buf.Bytes(), []byte("null}\n")) // the template's latency_ms
-	if !ok || !bytes.HasSuffix(body, []byte(`"latency_ms":`)) {
-		return nil
-	}
-	return body
 }
 
 // HealthResponse is the /health document: the original's fields, reporting the truth.

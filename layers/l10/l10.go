@@ -156,7 +156,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	// L1 over L2 over the shard router: the read path in one line.
 	s.cache, err = cache.NewTiered(cache.NewAside(s.l2, s.router, cfg.CacheTTL, logger), s.l2, cache.TieredOptions{
 		L1Size: cfg.L1CacheSize, L1TTL: cfg.L1CacheTTL, DisconnectedTTL: cfg.L1DisconnectedTTL,
-		Bus: cache.NewBus(s.l2, channel, logger), Render: renderL1, Logger: logger,
+		Bus: cache.NewBus(s.l2, channel, logger), Logger: logger,
 	})
 	if err != nil {
 		return nil, err

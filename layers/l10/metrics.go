@@ -6,13 +6,14 @@ import (
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/metrics"
 	"github.com/dblayers/dblayers/internal/pgstore"
+	"github.com/dblayers/dblayers/internal/record"
 )
 
 // layerMetrics are L10's Prometheus series besides the shared HTTP ones.
 type layerMetrics struct {
 	http              *metrics.HTTP
 	stores            *metrics.Stores
-	cacheHits         map[cache.Level]prometheus.Counter
+	cacheHits         map[record.Tier]prometheus.Counter // by the tier that answered: L1 or L2
 	cacheMisses       prometheus.Counter
 	rateLimited       prometheus.Counter
 	rateLimiterErrors prometheus.Counter
@@ -26,9 +27,9 @@ func newLayerMetrics(reg *prometheus.Registry) *layerMetrics {
 	m := &layerMetrics{
 		http:   metrics.NewHTTP(reg),
 		stores: metrics.NewStores(reg),
-		cacheHits: map[cache.Level]prometheus.Counter{
-			cache.LevelL1: hits.WithLabelValues(string(cache.LevelL1)),
-			cache.LevelL2: hits.WithLabelValues(string(cache.LevelL2)),
+		cacheHits: map[record.Tier]prometheus.Counter{
+			record.FromMemory: hits.WithLabelValues(cache.Level(record.FromMemory)),
+			record.FromCache:  hits.WithLabelValues(cache.Level(record.FromCache)),
 		},
 		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cache_misses_total", Help: "Reads that missed both cache tiers and went to a shard.",

@@ -14,6 +14,7 @@ import (
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
+	"github.com/dblayers/dblayers/internal/record"
 )
 
 // Layer is the health "layer" string.
@@ -53,7 +54,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	s := &Service{pool: pool, rdb: rdb, db: db, cache: cache.NewAside(rdb, db, cfg.CacheTTL, logger)}
 	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
 	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.cache, "Data written successfully")))
-	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.cache.Lookup, readAnswer)))
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.cache, readAnswer)))
 	r.Get("/health", httpapi.Handle(s.health))
 	httpapi.Stats(r, s.stats)
 	s.handler = r
@@ -75,8 +76,8 @@ type ReadResponse struct {
 	FromCache bool `json:"from_cache"`
 }
 
-func readAnswer(f httpapi.ReadFields, fromCache bool) any {
-	return ReadResponse{ReadFields: f, FromCache: fromCache}
+func readAnswer(f httpapi.ReadFields, r record.Read) any {
+	return ReadResponse{ReadFields: f, FromCache: r.Tier == record.FromCache}
 }
 
 func (s *Service) health(r *http.Request) (any, error) {

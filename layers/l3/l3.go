@@ -1,12 +1,12 @@
 // Package l3 is layer 3: reads spread over PostgreSQL streaming replicas, writes to their
 // primary, and the Redis read cache of L2 in front — without the original's stale reads.
-// A read of a key this service wrote is answered only by a server that has replayed that
-// write, and only such answers fill the cache (internal/replica, README.md).
+// The layer is cache-aside (cache.Aside) around a replica store (replica.Store): a read of a
+// key this service wrote is answered only by a server that has replayed that write, and
+// only such answers fill the cache (internal/replica, README.md).
 package l3
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -56,7 +56,7 @@ type Service struct {
 	replicaPools []*pgstore.Pool
 	balancer     *replica.Balancer
 	store        *replica.Store
-	cache        *cache.Leased[record.Record]
+	cache        *cache.Aside
 	handler      http.Handler
 }
 
@@ -88,11 +88,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	}
 	s.balancer = replica.NewBalancer(ctx, s.primary, replicas, cfg.Replicas, logger)
 	s.store = replica.NewStore(s.primary, s.balancer, replica.NewTracker(cfg.Replicas.TrackWrites, cfg.Replicas.TrackTTL), logger)
-	s.cache = cache.NewLeased[record.Record](s.rdb, cfg.CacheTTL, logger)
+	// The cache around the replica store: the whole read path in one line.
+	s.cache = cache.NewAside(s.rdb, s.store, cfg.CacheTTL, logger)
 
 	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
-	r.Post("/write", httpapi.Handle(s.write))
-	r.Get("/read/{key}", httpapi.Handle(s.read))
+	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.cache, WriteMessage)))
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.cache, readAnswer)))
 	r.Get("/health", httpapi.Handle(s.health))
 	httpapi.Stats(r, s.stats, "/stats")
 	s.handler = r
@@ -118,20 +119,6 @@ func (s *Service) Close() {
 	}
 }
 
-func (s *Service) write(r *http.Request) (any, error) {
-	req, _, err := httpapi.DecodeWrite(r)
-	if err != nil {
-		return nil, err
-	}
-	err = s.store.Put(r.Context(), req.Key, req.Value)
-	// Invalidate even after a failed write: it may have committed before the failure.
-	s.cache.Invalidate(r.Context(), cache.CacheKey(req.Key))
-	if err != nil {
-		return nil, err
-	}
-	return httpapi.WriteResponse{Success: true, Key: req.Key, Message: WriteMessage}, nil
-}
-
 // ReadResponse adds where the record came from: the cache, else a replica or the primary.
 type ReadResponse struct {
 	httpapi.ReadFields
@@ -139,27 +126,8 @@ type ReadResponse struct {
 	FromReplica bool `json:"from_replica"`
 }
 
-// read looks in the cache, and on a miss reads through the replica store, whose answer is
-// at least as new as this service's last acknowledged write of the key; the cache's fill
-// lease keeps a read that raced with a write from filling the cache afterwards.
-func (s *Service) read(r *http.Request) (any, error) {
-	key, err := httpapi.PathKey(r)
-	if err != nil {
-		return nil, err
-	}
-	var src replica.Source
-	rec, fromCache, err := s.cache.Lookup(r.Context(), cache.CacheKey(key), func(ctx context.Context) (record.Record, error) {
-		rec, from, err := s.store.Read(ctx, key)
-		src = from
-		return rec, err
-	})
-	if errors.Is(err, record.ErrNotFound) {
-		return ReadResponse{ReadFields: httpapi.NotFound(key, httpapi.MsgKeyNotFound), FromReplica: src.FromReplica()}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return ReadResponse{ReadFields: httpapi.Found(rec), FromCache: fromCache, FromReplica: src.FromReplica()}, nil
+func readAnswer(f httpapi.ReadFields, r record.Read) any {
+	return ReadResponse{ReadFields: f, FromCache: r.Tier == record.FromCache, FromReplica: r.Replica != ""}
 }
 
 // HealthResponse is /health: the primary checked now, the replicas as the balancer last
@@ -219,18 +187,15 @@ type StatsResponse struct {
 }
 
 func (s *Service) stats(r *http.Request) (any, error) {
+	c := s.cache.Stats(r.Context())
 	st := StatsResponse{
-		InvalidationsPending: s.cache.Pending(),
+		CacheAvailable: c.Available, CacheHits: c.Hits, CacheMisses: c.Misses, CacheKeys: c.Keys, CacheHitRate: c.HitRate,
+		InvalidationsPending: c.Pending,
 		PrimaryPoolSize:      s.primary.Stat().TotalConns(),
 		Stats:                s.store.Stats(),
 	}
 	for _, p := range s.replicaPools {
 		st.ReplicaPoolSize += p.Stat().TotalConns()
-	}
-	if keys, err := s.rdb.DBSize(r.Context()).Result(); err == nil {
-		hits, misses := s.cache.Counts()
-		rate := cache.HitRate(hits, misses)
-		st.CacheAvailable, st.CacheHits, st.CacheMisses, st.CacheKeys, st.CacheHitRate = true, &hits, &misses, &keys, &rate
 	}
 	return st, nil
 }

@@ -187,14 +187,14 @@ func (s *Service) read(r *http.Request) (any, error) {
 		return nil, err
 	}
 	id := s.router.Owner(key)
-	rec, fromCache, err := s.cache.Lookup(r.Context(), key)
+	read, err := s.cache.Read(r.Context(), key)
 	if errors.Is(err, record.ErrNotFound) {
 		return ReadResponse{ReadFields: httpapi.NotFound(key, httpapi.MsgKeyNotFound), ShardID: id}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return ReadResponse{ReadFields: httpapi.Found(rec), FromCache: fromCache, ShardID: id}, nil
+	return ReadResponse{ReadFields: httpapi.Found(read.Record), FromCache: read.Tier == record.FromCache, ShardID: id}, nil
 }
 
 // shardName is the original's name of shard i in health and stats documents.

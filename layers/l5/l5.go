@@ -5,10 +5,7 @@
 package l5
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -70,7 +67,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	// L1 over L2 over L3: the whole layer in one line.
 	tiered, err := cache.NewTiered(cache.NewAside(rdb, db, cfg.L2CacheTTL, logger), rdb, cache.TieredOptions{
 		L1Size: cfg.L1CacheSize, L1TTL: cfg.L1CacheTTL, DisconnectedTTL: cfg.L1DisconnectedTTL,
-		Bus: cache.NewBus(rdb, channel, logger), Render: renderL1, Logger: logger,
+		Bus: cache.NewBus(rdb, channel, logger), Logger: logger,
 	})
 	if err != nil {
 		pool.Close()
@@ -80,7 +77,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	s := &Service{pool: pool, rdb: rdb, db: db, cache: tiered}
 	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
 	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.cache, "Data written successfully")))
-	r.Get("/read/{key}", s.read)
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.cache, readAnswer)))
 	r.Get("/health", httpapi.Handle(s.health))
 	r.Post("/clear-cache", httpapi.Handle(s.clear))
 	httpapi.Stats(r, s.stats, "/stats")
@@ -101,43 +98,11 @@ func (s *Service) Close() {
 // ReadResponse adds the level that answered: "L1", "L2" or "L3".
 type ReadResponse struct {
 	httpapi.ReadFields
-	CacheLevel cache.Level `json:"cache_level"`
+	CacheLevel string `json:"cache_level"`
 }
 
-// read answers GET /read/{key}. An L1 hit is sent as the bytes rendered when the entry
-// was first read (renderL1): a hot key costs a map lookup and a write, no encoding.
-func (s *Service) read(w http.ResponseWriter, r *http.Request) {
-	key, err := httpapi.PathKey(r)
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	body, rec, level, err := s.cache.LookupRendered(r.Context(), key)
-	switch {
-	case body != nil:
-		w.Header()["Content-Type"] = contentTypeJSON
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(body)
-	case errors.Is(err, record.ErrNotFound):
-		httpapi.WriteJSON(w, http.StatusOK, ReadResponse{ReadFields: httpapi.NotFound(key, httpapi.MsgKeyNotFound), CacheLevel: cache.LevelL3})
-	case err != nil:
-		httpapi.WriteError(w, r, err)
-	default:
-		httpapi.WriteJSON(w, http.StatusOK, ReadResponse{ReadFields: httpapi.Found(rec), CacheLevel: level})
-	}
-}
-
-var contentTypeJSON = []string{"application/json"}
-
-// renderL1 encodes an L1 answer exactly as httpapi.WriteJSON would.
-func renderL1(rec record.Record) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(ReadResponse{ReadFields: httpapi.Found(rec), CacheLevel: cache.LevelL1}); err != nil {
-		return nil // cannot happen for these types; a nil body falls back to the slow path
-	}
-	return buf.Bytes()
+func readAnswer(f httpapi.ReadFields, r record.Read) any {
+	return ReadResponse{ReadFields: f, CacheLevel: cache.Level(r.Tier)}
 }
 
 func (s *Service) health(r *http.Request) (any, error) {

@@ -18,6 +18,7 @@ import (
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
+	"github.com/dblayers/dblayers/internal/record"
 	"github.com/dblayers/dblayers/internal/writequeue"
 )
 
@@ -84,7 +85,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	s := &Service{pool: pool, rdb: rdb, db: db, cache: aside, queue: queue, store: writequeue.NewStore(queue, aside)}
 	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
 	r.Post("/write", httpapi.Handle(s.write))
-	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.store.Lookup, readAnswer)))
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.store, readAnswer)))
 	r.Get("/health", httpapi.Handle(s.health))
 	httpapi.Stats(r, s.stats, "/stats")
 	s.handler = r
@@ -147,8 +148,8 @@ type ReadResponse struct {
 	Buffered  bool `json:"buffered"`
 }
 
-func readAnswer(f httpapi.ReadFields, src writequeue.Source) any {
-	return ReadResponse{ReadFields: f, FromCache: src == writequeue.FromCache, Buffered: src == writequeue.FromBuffer}
+func readAnswer(f httpapi.ReadFields, r record.Read) any {
+	return ReadResponse{ReadFields: f, FromCache: r.Tier == record.FromCache, Buffered: r.Tier == record.FromBuffer}
 }
 
 // HealthResponse is the original's health document plus the running workers.
