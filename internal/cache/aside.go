@@ -1,3 +1,6 @@
+// Package cache holds the caching parts the layers compose: Redis cache-aside with
+// lease-guarded fills (Aside, Leased; L2 on), the in-process tier over it (Tiered; L5,
+// L10) and the invalidation bus between processes.
 package cache
 
 import (

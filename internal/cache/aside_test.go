@@ -15,6 +15,7 @@ import (
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
 	"github.com/dblayers/dblayers/internal/record/recordtest"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/testenv"
 )
 
@@ -30,7 +31,7 @@ func newDB(t testing.TB) *pgstore.Store {
 
 func newRedis(t testing.TB, url string) *redis.Client {
 	t.Helper()
-	rdb, err := cache.NewRedis(url)
+	rdb, err := redisclient.New(url)
 	require.NoError(t, err)
 	t.Cleanup(func() { rdb.Close() })
 	return rdb

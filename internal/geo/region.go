@@ -15,6 +15,7 @@ import (
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
+	"github.com/dblayers/dblayers/internal/redisclient"
 )
 
 // Schema is one region's tables. records is the original's (key, value, region = the
@@ -155,7 +156,7 @@ var errNotReady = errors.New("region schema not created yet")
 
 // OpenRegion creates the region's pool and Redis client (both connect lazily).
 func OpenRegion(ctx context.Context, spec RegionSpec, opts RegionOptions, logger *slog.Logger) (*Region, error) {
-	rdb, err := cache.NewRedis(spec.CacheURL)
+	rdb, err := redisclient.New(spec.CacheURL)
 	if err != nil {
 		return nil, fmt.Errorf("region %s: %w", spec.Key, err)
 	}
@@ -428,7 +429,7 @@ func (r *Region) Check(ctx context.Context) (dbErr, cacheErr error) {
 		dbErr = r.EnsureSchema(ctx)
 	}
 	r.dbUp.Store(dbErr == nil)
-	cacheErr = cache.Ping(ctx, r.rdb)
+	cacheErr = redisclient.Ping(ctx, r.rdb)
 	r.cacheUp.Store(cacheErr == nil)
 	return dbErr, cacheErr
 }

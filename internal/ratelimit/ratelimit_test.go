@@ -13,14 +13,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/ratelimit"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/testenv"
 )
 
 func newRedis(t *testing.T, url string) *redis.Client {
 	t.Helper()
-	rdb, err := cache.NewRedis(url)
+	rdb, err := redisclient.New(url)
 	require.NoError(t, err)
 	t.Cleanup(func() { rdb.Close() })
 	return rdb

@@ -18,9 +18,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/config"
 	"github.com/dblayers/dblayers/internal/httpapi"
+	"github.com/dblayers/dblayers/internal/redisclient"
 )
 
 // Service is what a layer package builds: its HTTP handler and the resources behind it.
@@ -73,7 +73,7 @@ func NewLogger(level string) *slog.Logger { return processLogger(os.Stderr, leve
 // per process).
 func processLogger(w io.Writer, level string) *slog.Logger {
 	logger := newLogger(w, level)
-	cache.LogRedisTo(logger)
+	redisclient.LogTo(logger)
 	return logger
 }
 

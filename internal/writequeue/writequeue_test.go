@@ -21,6 +21,7 @@ import (
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
 	"github.com/dblayers/dblayers/internal/record/recordtest"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/internal/writequeue"
 )
@@ -40,7 +41,7 @@ func newEnv(t testing.TB, maxBacklog int64) *env {
 	t.Helper()
 	ctx := context.Background()
 	dbURL := testenv.PostgresURL(t)
-	rdb, err := cache.NewRedis(testenv.RedisURL(t))
+	rdb, err := redisclient.New(testenv.RedisURL(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { rdb.Close() })
 	pool, err := pgstore.NewPool(ctx, dbURL, pgstore.PoolConfig{

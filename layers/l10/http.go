@@ -13,6 +13,7 @@ import (
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
+	"github.com/dblayers/dblayers/internal/redisclient"
 )
 
 func isBreakerOpen(err error) bool { return errors.Is(err, breaker.ErrOpen) }
@@ -146,7 +147,7 @@ func (s *Service) health(r *http.Request) (any, error) {
 	for i, b := range s.breakers {
 		wg.Go(func() { errs[i] = b.Ping(ctx) })
 	}
-	wg.Go(func() { l2Err = cache.Ping(ctx, s.l2) })
+	wg.Go(func() { l2Err = redisclient.Ping(ctx, s.l2) })
 	wg.Go(func() { limiterErr = s.limiter.Ping(ctx) })
 	wg.Wait()
 

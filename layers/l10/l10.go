@@ -25,6 +25,7 @@ import (
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/ratelimit"
 	"github.com/dblayers/dblayers/internal/record"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/shard"
 )
 
@@ -116,10 +117,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 			s.Close()
 		}
 	}()
-	if s.l2, err = cache.NewRedis(cfg.CacheL2URL); err != nil {
+	if s.l2, err = redisclient.New(cfg.CacheL2URL); err != nil {
 		return nil, fmt.Errorf("CACHE_L2_URL: %w", err)
 	}
-	if s.limitRDB, err = cache.NewRedis(cfg.RateLimiterURL); err != nil {
+	if s.limitRDB, err = redisclient.New(cfg.RateLimiterURL); err != nil {
 		return nil, fmt.Errorf("RATE_LIMITER_URL: %w", err)
 	}
 	if s.pools, err = pgstore.OpenPools(ctx, []string{cfg.Shard1URL, cfg.Shard2URL}, shardNames, pgstore.PoolConfig{

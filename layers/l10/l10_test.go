@@ -24,6 +24,7 @@ import (
 	"github.com/dblayers/dblayers/internal/layertest"
 	"github.com/dblayers/dblayers/internal/metrics/metricstest"
 	"github.com/dblayers/dblayers/internal/ratelimit"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/layers/l10"
 )
@@ -287,7 +288,7 @@ func TestReadAnswers(t *testing.T) {
 	f := start(t)
 	key := keyOn(t, f.svc, "shard2", "answers-")
 	f.client(t).MustWrite(key, "v")
-	rdb, err := cache.NewRedis(f.l2URL)
+	rdb, err := redisclient.New(f.l2URL)
 	require.NoError(t, err)
 	defer rdb.Close()
 	require.NoError(t, rdb.Del(context.Background(), cache.CacheKey(key)).Err())
@@ -458,7 +459,7 @@ func assertCountdownHeader(t *testing.T, want time.Duration, header string, msgA
 // service's limiter Redis.
 func peek(t *testing.T, f *fixture, limit int, window time.Duration, id string) ratelimit.Decision {
 	t.Helper()
-	rdb, err := cache.NewRedis(f.limiterURL)
+	rdb, err := redisclient.New(f.limiterURL)
 	require.NoError(t, err)
 	t.Cleanup(func() { rdb.Close() })
 	l, err := ratelimit.New(rdb, ratelimit.Config{Requests: limit, Window: window, Prefix: l10.RateLimitPrefix}, nil)

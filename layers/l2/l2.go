@@ -15,6 +15,7 @@ import (
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
+	"github.com/dblayers/dblayers/internal/redisclient"
 )
 
 // Layer is the health "layer" string.
@@ -41,7 +42,7 @@ type Service struct {
 // New connects to PostgreSQL (required) and Redis (optional: without it reads go to the
 // database), creates the records table and returns the service.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
-	rdb, err := cache.NewRedis(cfg.RedisURL)
+	rdb, err := redisclient.New(cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +86,7 @@ func (s *Service) health(r *http.Request) (any, error) {
 		return nil, httpapi.Unhealthy("Service unhealthy: database unavailable", err)
 	}
 	cacheState := "healthy"
-	if cache.Ping(r.Context(), s.rdb) != nil {
+	if redisclient.Ping(r.Context(), s.rdb) != nil {
 		cacheState = "unavailable"
 	}
 	return map[string]string{"status": "healthy", "layer": Layer, "database": "healthy", "cache": cacheState}, nil

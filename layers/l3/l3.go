@@ -18,6 +18,7 @@ import (
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/replica"
 )
 
@@ -70,7 +71,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 			s.Close()
 		}
 	}()
-	if s.rdb, err = cache.NewRedis(cfg.RedisURL); err != nil {
+	if s.rdb, err = redisclient.New(cfg.RedisURL); err != nil {
 		return nil, err
 	}
 	if s.primary, err = pgstore.OpenPool(ctx, cfg.PrimaryURL, cfg.Pool, pgstore.Schema); err != nil {
@@ -164,7 +165,7 @@ func (s *Service) health(r *http.Request) (any, error) {
 	default:
 		h.Replica, h.Status = "degraded", "degraded"
 	}
-	if cache.Ping(r.Context(), s.rdb) != nil {
+	if redisclient.Ping(r.Context(), s.rdb) != nil {
 		h.Cache = "unavailable"
 	}
 	return h, nil

@@ -23,6 +23,7 @@ import (
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/shard"
 )
 
@@ -106,7 +107,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if cfg.ReshardFrom < 0 || (cfg.ReshardFrom > 0 && cfg.ReshardFrom >= len(urls)) {
 		return nil, fmt.Errorf("RESHARD_FROM=%d: need 1 ≤ RESHARD_FROM < %d shards", cfg.ReshardFrom, len(urls))
 	}
-	rdb, err := cache.NewRedis(cfg.RedisURL)
+	rdb, err := redisclient.New(cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +233,7 @@ func (s *Service) health(r *http.Request) (any, error) {
 		status = "degraded"
 	}
 	cacheState := "healthy"
-	if cache.Ping(r.Context(), s.rdb) != nil {
+	if redisclient.Ping(r.Context(), s.rdb) != nil {
 		cacheState = "unavailable"
 	}
 	return HealthResponse{Status: status, Layer: Layer, Shards: shards, Cache: cacheState}, nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dblayers/dblayers/internal/cache"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/shard"
 )
 
@@ -59,12 +60,12 @@ func Reshard(ctx context.Context, cfg Config, opts ReshardOptions) (shard.Report
 		m.Shards = append(m.Shards, p)
 	}
 	if !opts.NoCache && !opts.DryRun {
-		rdb, err := cache.NewRedis(cfg.RedisURL)
+		rdb, err := redisclient.New(cfg.RedisURL)
 		if err != nil {
 			return shard.Report{}, err
 		}
 		defer rdb.Close()
-		if err := cache.Ping(ctx, rdb); err != nil {
+		if err := redisclient.Ping(ctx, rdb); err != nil {
 			return shard.Report{}, fmt.Errorf("the cache (REDIS_URL) is unreachable, and the mover must drop the cached "+
 				"copies of the keys it merges; start it, or pass -no-cache if no service caches records: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
+	"github.com/dblayers/dblayers/internal/redisclient"
 )
 
 // Layer is the health "layer" string.
@@ -50,7 +51,7 @@ type Service struct {
 // New connects to PostgreSQL (required) and Redis (optional: without it reads are served
 // from L1, then PostgreSQL), creates the records table and returns the service.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
-	rdb, err := cache.NewRedis(cfg.RedisURL)
+	rdb, err := redisclient.New(cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +111,7 @@ func (s *Service) health(r *http.Request) (any, error) {
 		return nil, httpapi.Unhealthy("Service unhealthy: database unavailable", err)
 	}
 	l2 := "healthy"
-	if cache.Ping(r.Context(), s.rdb) != nil {
+	if redisclient.Ping(r.Context(), s.rdb) != nil {
 		l2 = "unavailable"
 	}
 	return map[string]string{"status": "healthy", "layer": Layer, "database": "healthy", "l1_cache": "healthy", "l2_cache": l2}, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/writequeue"
 )
 
@@ -67,7 +68,7 @@ type Service struct {
 // New connects to PostgreSQL (required: it creates the schema) and Redis (it may come up
 // later: until then writes and reads answer 503), and starts workers if WorkerEnabled.
 func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error) {
-	rdb, err := cache.NewRedis(cfg.RedisURL)
+	rdb, err := redisclient.New(cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}

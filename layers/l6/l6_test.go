@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/config"
 	"github.com/dblayers/dblayers/internal/layertest"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/internal/writequeue"
 	"github.com/dblayers/dblayers/layers/l6"
@@ -315,7 +315,7 @@ func TestPoisonEntry(t *testing.T) {
 	dbURL, redisURL := testenv.PostgresURL(t), testenv.RedisURL(t)
 	tg := start(t, setup{dbURL: dbURL, redisURL: redisURL})
 	c := layertest.NewClient(t, tg)
-	rdb, err := cache.NewRedis(redisURL)
+	rdb, err := redisclient.New(redisURL)
 	require.NoError(t, err)
 	defer rdb.Close()
 	for i := range 20 {

@@ -22,8 +22,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/layertest"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/internal/writequeue"
 )
@@ -177,7 +177,7 @@ func counter(t testing.TB, rdb *redis.Client, key string) int64 {
 func TestWorkerKilledDuringBurst(t *testing.T) {
 	dbURL, redisURL := testenv.PostgresURL(t), testenv.RedisURL(t)
 	tg := startAPIProcess(t, dbURL, redisURL)
-	rdb, err := cache.NewRedis(redisURL)
+	rdb, err := redisclient.New(redisURL)
 	require.NoError(t, err)
 	defer rdb.Close()
 
@@ -257,7 +257,7 @@ func TestWorkerKilledDuringBurst(t *testing.T) {
 // -healthcheck (the compose health check) passes while it runs, not after.
 func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 	dbURL, redisURL := testenv.PostgresURL(t), testenv.RedisURL(t)
-	rdb, err := cache.NewRedis(redisURL)
+	rdb, err := redisclient.New(redisURL)
 	require.NoError(t, err)
 	defer rdb.Close()
 	q := writequeue.NewQueue(rdb, "write_queue", 0)

@@ -10,8 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/pgstore"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/writequeue"
 )
 
@@ -34,7 +34,7 @@ type WorkerProcess struct {
 // creating the schema) and prepares the Redis client. Redis may come up later: the
 // workers retry.
 func NewWorkerProcess(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) (*WorkerProcess, error) {
-	opt, err := cache.RedisOptions(cfg.RedisURL)
+	opt, err := redisclient.Options(cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +62,7 @@ func (p *WorkerProcess) Run(ctx context.Context) {
 // kind (consumer names starting with WORKER_CONSUMER, else with this host's name) sent a
 // heartbeat within writequeue.WorkerSeen. It needs Redis only.
 func CheckWorker(ctx context.Context, cfg WorkerConfig) error {
-	rdb, err := cache.NewRedis(cfg.RedisURL)
+	rdb, err := redisclient.New(cfg.RedisURL)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
+	"github.com/dblayers/dblayers/internal/redisclient"
 )
 
 // Layer is the health "layer" string.
@@ -95,7 +96,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if cfg.TransactionListLimit < 1 {
 		return nil, fmt.Errorf("TRANSACTION_LIST_LIMIT=%d: want at least 1", cfg.TransactionListLimit)
 	}
-	rdb, err := cache.NewRedis(cfg.RedisURL)
+	rdb, err := redisclient.New(cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +358,7 @@ type Health struct {
 func (s *Service) health(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	names := []string{"PostgreSQL", "MongoDB", "Redis"}
-	checks := []func(context.Context) error{s.ledger.Ping, s.docs.Ping, func(ctx context.Context) error { return cache.Ping(ctx, s.rdb) }}
+	checks := []func(context.Context) error{s.ledger.Ping, s.docs.Ping, func(ctx context.Context) error { return redisclient.Ping(ctx, s.rdb) }}
 	errs := make([]error, len(checks))
 	var wg sync.WaitGroup
 	for i, check := range checks {

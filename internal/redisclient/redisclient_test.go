@@ -1,4 +1,4 @@
-package cache_test
+package redisclient_test
 
 import (
 	"context"
@@ -11,18 +11,18 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dblayers/dblayers/internal/cache"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/testenv"
 )
 
 // go-redis's lines go to the service's JSON log, throttled, instead of plain text on stderr;
-// and a client of NewRedis dials once, without go-redis's retries, when Redis is down.
+// and a client of New dials once, without go-redis's retries, when Redis is down.
 func TestRedisDownIsLoggedOnceAndDialedOnce(t *testing.T) {
 	var out testenv.Buffer
-	cache.LogRedisTo(slog.New(slog.NewJSONHandler(&out, nil)))
-	t.Cleanup(func() { cache.LogRedisTo(slog.Default()) })
+	redisclient.LogTo(slog.New(slog.NewJSONHandler(&out, nil)))
+	t.Cleanup(func() { redisclient.LogTo(slog.Default()) })
 
-	rdb, err := cache.NewRedis(fmt.Sprintf("redis://127.0.0.1:%d", testenv.FreePort(t))) // nothing listens
+	rdb, err := redisclient.New(fmt.Sprintf("redis://127.0.0.1:%d", testenv.FreePort(t))) // nothing listens
 	require.NoError(t, err)
 	defer rdb.Close()
 	for range 3 {

@@ -1,6 +1,6 @@
-// Package cache holds the caching parts the layers compose: Redis cache-aside with
-// lease-guarded fills (L2 on), and the shared Redis client settings.
-package cache
+// Package redisclient makes the Redis clients of every layer and worker, with the settings
+// they share: short timeouts and no retries, so that a Redis outage costs milliseconds.
+package redisclient
 
 import (
 	"context"
@@ -13,20 +13,20 @@ import (
 	"github.com/dblayers/dblayers/internal/logthrottle"
 )
 
-// NewRedis returns a client for url with RedisOptions.
-func NewRedis(url string) (*redis.Client, error) {
-	opt, err := RedisOptions(url)
+// New returns a client for url with Options.
+func New(url string) (*redis.Client, error) {
+	opt, err := Options(url)
 	if err != nil {
 		return nil, err
 	}
 	return redis.NewClient(opt), nil
 }
 
-// RedisOptions are the client settings for url: short timeouts and no retries, so that a
+// Options are the client settings for url: short timeouts and no retries, so that a
 // Redis outage costs a request milliseconds, not seconds: callers fall back to the
 // database. That includes dialing: go-redis's default is five dials 100 ms apart, which
 // made every call wait 400 ms while Redis refused connections.
-func RedisOptions(url string) (*redis.Options, error) {
+func Options(url string) (*redis.Options, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse redis URL: %w", err)
@@ -47,11 +47,11 @@ func Ping(ctx context.Context, rdb redis.UniversalClient) error {
 	return rdb.Ping(ctx).Err()
 }
 
-// LogRedisTo sends go-redis's own log lines to logger, as warnings, at most one every 10
+// LogTo sends go-redis's own log lines to logger, as warnings, at most one every 10
 // seconds (with the number held back). go-redis has one logger per process, which would
 // otherwise write plain-text lines to stderr amid a service's JSON, one for every failed
 // dial while Redis is down.
-func LogRedisTo(logger *slog.Logger) {
+func LogTo(logger *slog.Logger) {
 	redis.SetLogger(&redisLog{logger: logger, lines: logthrottle.Every{Interval: 10 * time.Second}})
 }
 
