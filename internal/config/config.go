@@ -9,7 +9,10 @@
 // Durations accept Go syntax ("250ms", "5m") or a bare integer, read as seconds, so the
 // original project's settings (CACHE_TTL=300) keep working. Booleans accept
 // true/false/1/0/yes/no/on/off like the original's pydantic settings. Lists are
-// comma-separated. Nested structs are walked, so layers can share blocks of settings.
+// comma-separated. Nested structs are walked, so layers can share blocks of settings; a
+// layer whose defaults differ from the block's says so on the field that holds it:
+//
+//	Pool pgstore.PoolConfig `defaults:"DB_POOL_MAX_SIZE=20"` // NAME=value, comma-separated
 package config
 
 import (
@@ -25,19 +28,21 @@ import (
 
 // Load fills the struct that dst points to from the environment and the default tags.
 func Load(dst any) error {
-	return load(reflectValue(dst), os.LookupEnv)
+	return load(reflectValue(dst), os.LookupEnv, nil)
 }
 
 func reflectValue(dst any) reflect.Value { return reflect.ValueOf(dst).Elem() }
 
-func load(v reflect.Value, lookup func(string) (string, bool)) error {
+// load fills v; defaults, when set, replace the default tags of the variables they name
+// (an enclosing struct's `defaults` tag).
+func load(v reflect.Value, lookup func(string) (string, bool), defaults map[string]string) error {
 	t := v.Type()
 	for i := range t.NumField() {
 		f, fv := t.Field(i), v.Field(i)
 		name := f.Tag.Get("env")
 		if name == "" {
 			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Time]() {
-				if err := load(fv, lookup); err != nil {
+				if err := load(fv, lookup, withDefaults(defaults, f.Tag.Get("defaults"))); err != nil {
 					return err
 				}
 			}
@@ -45,7 +50,9 @@ func load(v reflect.Value, lookup func(string) (string, bool)) error {
 		}
 		raw, ok := lookup(name)
 		if !ok || raw == "" {
-			raw, ok = f.Tag.Lookup("default")
+			if raw, ok = defaults[name]; !ok {
+				raw, ok = f.Tag.Lookup("default")
+			}
 		}
 		if !ok {
 			continue
@@ -55,6 +62,24 @@ func load(v reflect.Value, lookup func(string) (string, bool)) error {
 		}
 	}
 	return nil
+}
+
+// withDefaults adds a `defaults` tag's NAME=value pairs to outer's; outer's win, being set
+// by the struct further out.
+func withDefaults(outer map[string]string, tag string) map[string]string {
+	if tag == "" {
+		return outer
+	}
+	m := map[string]string{}
+	for _, pair := range strings.Split(tag, ",") {
+		if name, value, ok := strings.Cut(strings.TrimSpace(pair), "="); ok {
+			m[name] = value
+		}
+	}
+	for name, value := range outer {
+		m[name] = value
+	}
+	return m
 }
 
 func set(v reflect.Value, raw string) error {

@@ -26,7 +26,7 @@ type sample struct {
 func loadFrom(t *testing.T, env map[string]string) (sample, error) {
 	t.Helper()
 	var s sample
-	err := load(reflectValue(&s), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	err := load(reflectValue(&s), func(k string) (string, bool) { v, ok := env[k]; return v, ok }, nil)
 	return s, err
 }
 
@@ -35,6 +35,21 @@ func TestDefaults(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, sample{URL: "postgres://u:pw@h/db", TTL: 300 * time.Second, Enabled: true, Ratio: 0.5,
 		List: []string{"a", "b", "c"}, Key: "dev-key", Inner: inner{Size: 10}}, s)
+}
+
+// A struct that holds a shared block can change the block's defaults; the environment
+// still wins over them.
+func TestDefaultsOfANestedBlock(t *testing.T) {
+	var s struct {
+		Inner inner `defaults:"SIZE=20"`
+	}
+	lookup := func(env map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	}
+	require.NoError(t, load(reflectValue(&s), lookup(nil), nil))
+	assert.Equal(t, int32(20), s.Inner.Size)
+	require.NoError(t, load(reflectValue(&s), lookup(map[string]string{"SIZE": "3"}), nil))
+	assert.Equal(t, int32(3), s.Inner.Size)
 }
 
 func TestEnvironmentWins(t *testing.T) {

@@ -43,9 +43,9 @@ type Config struct {
 	// RateLimiterURL is the Redis that keeps the rate limits.
 	RateLimiterURL string `env:"RATE_LIMITER_URL" default:"redis://localhost:6392"`
 
-	PoolMinSize int32 `env:"DB_POOL_MIN_SIZE" default:"2"`  // connections kept open per shard
-	PoolMaxSize int32 `env:"DB_POOL_MAX_SIZE" default:"20"` // most connections per shard
-	Timeouts    pgstore.Timeouts
+	// Each shard's pool: DB_POOL_MIN_SIZE (2), DB_POOL_MAX_SIZE (20 here, the original's
+	// L10 value), timeouts.
+	Pool pgstore.PoolConfig `defaults:"DB_POOL_MAX_SIZE=20"`
 
 	CacheTTL    time.Duration `env:"CACHE_TTL" default:"300"`      // L2 entry lifetime (s)
 	L1CacheSize int           `env:"L1_CACHE_SIZE" default:"1000"` // L1 entries (the original's hard-coded 1000)
@@ -123,9 +123,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if s.limitRDB, err = redisclient.New(cfg.RateLimiterURL); err != nil {
 		return nil, fmt.Errorf("RATE_LIMITER_URL: %w", err)
 	}
-	if s.pools, err = pgstore.OpenPools(ctx, []string{cfg.Shard1URL, cfg.Shard2URL}, shardNames, pgstore.PoolConfig{
-		Timeouts: cfg.Timeouts, MinConns: cfg.PoolMinSize, MaxConns: cfg.PoolMaxSize,
-	}, pgstore.Schema); err != nil {
+	if s.pools, err = pgstore.OpenPools(ctx, []string{cfg.Shard1URL, cfg.Shard2URL}, shardNames, cfg.Pool, pgstore.Schema); err != nil {
 		return nil, err
 	}
 
