@@ -35,7 +35,7 @@ func DecodeBody(r *http.Request) (*Body, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, &tooLargeError{fmt.Sprintf("Request body exceeds the limit of %d bytes", mbe.Limit)}
+			return nil, bodyTooLarge(mbe.Limit)
 		}
 		return nil, fmt.Errorf("read body: %w", err)
 	}

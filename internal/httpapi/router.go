@@ -193,19 +193,3 @@ type panicError struct {
 func (p *panicError) Error() string {
 	return "panic: " + slog.AnyValue(p.value).String() + "\n" + string(p.stack)
 }
-
-func limit(l Limits) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if l.MaxBodyBytes > 0 && r.Body != nil {
-				r.Body = http.MaxBytesReader(w, r.Body, l.MaxBodyBytes)
-			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), limitsKey, l)))
-		})
-	}
-}
-
-func limitsFrom(ctx context.Context) Limits {
-	l, _ := ctx.Value(limitsKey).(Limits)
-	return l
-}
