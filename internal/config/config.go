@@ -10,6 +10,11 @@
 // original project's settings (CACHE_TTL=300) keep working. Booleans accept
 // true/false/1/0/yes/no/on/off like the original's pydantic settings. Lists are
 // comma-separated. Nested structs are walked, so layers can share blocks of settings.
+//
+// A []string field whose name holds {n} is a numbered sequence, read from its first number
+// (the "from" tag, default 0) up to the first variable that is unset or empty:
+//
+//	MoreShards []string `env:"SHARD_{n}_URL" from:"3"` // SHARD_3_URL, SHARD_4_URL …
 package config
 
 import (
@@ -43,6 +48,12 @@ func load(v reflect.Value, lookup func(string) (string, bool)) error {
 			}
 			continue
 		}
+		if strings.Contains(name, "{n}") {
+			if err := setSequence(fv, f.Tag, lookup); err != nil {
+				return err
+			}
+			continue
+		}
 		raw, ok := lookup(name)
 		if !ok || raw == "" {
 			raw, ok = f.Tag.Lookup("default")
@@ -55,6 +66,37 @@ func load(v reflect.Value, lookup func(string) (string, bool)) error {
 		}
 	}
 	return nil
+}
+
+// setSequence fills a []string field from the numbered variables its env tag names.
+func setSequence(v reflect.Value, tag reflect.StructTag, lookup func(string) (string, bool)) error {
+	name := tag.Get("env")
+	if v.Type() != reflect.TypeFor[[]string]() {
+		return fmt.Errorf("config %s: a numbered sequence must be a []string", name)
+	}
+	n := 0
+	if from, ok := tag.Lookup("from"); ok {
+		var err error
+		if n, err = strconv.Atoi(from); err != nil {
+			return fmt.Errorf("config %s: from:%q is not an integer", name, from)
+		}
+	}
+	var items []string
+	for ; ; n++ {
+		raw, _ := lookup(sequenceName(name, n))
+		if raw = strings.TrimSpace(raw); raw == "" {
+			break
+		}
+		items = append(items, raw)
+	}
+	v.Set(reflect.ValueOf(items))
+	return nil
+}
+
+// sequenceName is the variable of a numbered sequence's n-th item: sequenceName("SHARD_{n}_URL", 3)
+// is SHARD_3_URL.
+func sequenceName(pattern string, n int) string {
+	return strings.ReplaceAll(pattern, "{n}", strconv.Itoa(n))
 }
 
 func set(v reflect.Value, raw string) error {
