@@ -100,6 +100,7 @@ type ctxKey int
 const (
 	infoKey ctxKey = iota
 	limitsKey
+	accessLogKey
 )
 
 // requestInfo carries what a handler learned (its error) to the access-log line.
@@ -129,7 +130,7 @@ func accessLog(layer string, logger *slog.Logger, observe func(method, route str
 			case status >= 400:
 				level = slog.LevelWarn
 			}
-			logged := logger.Enabled(r.Context(), level)
+			logged := logger.Enabled(r.Context(), level) && (level > slog.LevelInfo || accessLogFrom(r.Context()).keep(elapsed))
 			if observe == nil && !logged {
 				return
 			}
