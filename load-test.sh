@@ -28,6 +28,9 @@
 # enterprise-api-key-demo). A layer whose GET /health does not answer 200 is reported and
 # skipped; the others still run.
 #
+# The layers keep their own access-log settings: for long runs start them with, e.g.,
+# ACCESS_LOG_SAMPLE=0.01 (errors and slow requests are always logged; LOAD-TESTING.md).
+#
 # Exit status: 0 when at least one test ran and every tool ran to completion (whatever the
 # answers: a 503 is a measurement), 1 when nothing was tested or a tool failed, 2 on bad usage.
 # Only 127.0.0.1 is ever targeted, and every run is bounded in time and count.

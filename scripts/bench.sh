@@ -29,6 +29,10 @@
 # bounded in time; a layer that fails to come up is reported as not measured and the run goes
 # on. Paths are relative to the repository root. The run's total time is printed at the end and
 # written into the report. Loopback only.
+#
+# The layers it brings up log every error and every request of ACCESS_LOG_SLOW (default 1s) or
+# more, and a share ACCESS_LOG_SAMPLE (default 0.01) of the rest: a line per request would cost
+# CPU and disk the measurement should not include (LOAD-TESTING.md, "What the access log keeps").
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,6 +47,7 @@ UP_LIMIT=900      # seconds for `stack.sh up N` (it may install packages and bui
 DOWN_LIMIT=300    # seconds for `stack.sh down N`
 PRELOAD_LIMIT=3600 # seconds for the preload of KEYS keys
 DRAIN_LIMIT=600   # seconds for L6's queue / L7's projection to catch up
+export ACCESS_LOG_SAMPLE=${ACCESS_LOG_SAMPLE:-0.01} ACCESS_LOG_SLOW=${ACCESS_LOG_SLOW:-1s}
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 usage_error() {

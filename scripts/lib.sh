@@ -204,20 +204,45 @@ pid_of() {
 	printf '%s\n' "$pid"
 }
 
+# LOG_CAP_AWK appends its input to the file `file` and, when that passes `max` bytes, renames it
+# to file.1 (replacing the previous one) and starts a new one: a process keeps at most about
+# twice max of log. `size` is what the file held already.
+# shellcheck disable=SC2016 # awk's own $0
+readonly LOG_CAP_AWK='{
+	print >>file
+	fflush(file)
+	size += length($0) + 1
+	if (size >= max) {
+		close(file)
+		system("mv -f \"" file "\" \"" file ".1\"")
+		size = 0
+	}
+}'
+
 # proc_start DIR PIDFILE LOGFILE [VAR=VALUE...] COMMAND [ARG...]: start COMMAND in the
 # background, detached in its own session (a Ctrl-C on the caller's terminal must not reach it),
 # in directory DIR, with the variables added to the environment, output appended to LOGFILE, and
-# its process id in PIDFILE. No-op when the process of PIDFILE still runs.
+# its process id in PIDFILE. No-op when the process of PIDFILE still runs. LOGFILE is capped:
+# past DBLAYERS_LOG_MAX_BYTES (default 20 MiB) it becomes LOGFILE.1 and a new one begins, so a
+# long load run cannot fill the disk with access-log lines.
 proc_start() {
-	local dir=$1 pidfile=$2 logfile=$3 deadline
+	local dir=$1 pidfile=$2 logfile=$3 max=${DBLAYERS_LOG_MAX_BYTES:-20971520} size awk deadline
 	shift 3
 	pid_alive "$pidfile" && return 0
+	[[ $max =~ ^[1-9][0-9]*$ ]] || die "DBLAYERS_LOG_MAX_BYTES=$max: want a number of bytes"
 	mkdir -p "$dir" "${pidfile%/*}" "${logfile%/*}"
+	[[ $logfile == /* ]] || logfile=$PWD/$logfile # the command runs in DIR
 	rm -f "$pidfile"
-	# The inner shell writes its own id, then execs the command under that same id.
-	# shellcheck disable=SC2016 # $0, $1, $$ and $@ expand in the inner shell
-	setsid bash -c 'cd "$0" && echo $$ >"$1" && shift && exec env "$@"' \
-		"$dir" "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 9>&- &
+	size=$(stat -c %s "$logfile" 2>/dev/null || echo 0)
+	# mawk (Debian's awk) reads its input in blocks unless interactive: lines would wait.
+	awk=(awk)
+	awk -W version 2>&1 | grep -q mawk && awk+=(-W interactive)
+	# The inner shell writes its own id, sends its output through the capping awk (which ends
+	# when the command's output does), then execs the command under that same id.
+	# shellcheck disable=SC2016,SC2086 # $0 … $6, $$ and $@ expand in the inner shell; $6 splits
+	setsid bash -c 'cd "$0" && echo $$ >"$1" && exec > >(exec $6 -v file="$2" -v max="$3" -v size="$4" "$5") 2>&1 &&
+		shift 6 && exec env "$@"' \
+		"$dir" "$pidfile" "$logfile" "$max" "$size" "$LOG_CAP_AWK" "${awk[*]}" "$@" </dev/null >/dev/null 2>&1 9>&- &
 	deadline=$((SECONDS + 5))
 	until [[ -s $pidfile ]]; do
 		((SECONDS < deadline)) || die "$pidfile: process did not start"

@@ -12,6 +12,8 @@
 # under ${DBLAYERS_STACK_DIR:-<repo>/.stack}: bin/ (the binaries) and one directory per server
 # or process (data, pidfile, log). `rm -rf .stack` after `down` forgets all data.
 # DBLAYERS_STACK_TIMEOUT (default 60) bounds, in seconds, each wait for a service's /health.
+# A process's log file is capped at DBLAYERS_LOG_MAX_BYTES (default 20 MiB): past it the file
+# becomes NAME.log.1 (replacing the older one) and a new one begins.
 #
 # The topology of layer N is declared in scripts/stack/lN.sh, one line per server or process,
 # with these verbs (`up` runs them in file order, `down` in reverse order):

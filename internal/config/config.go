@@ -13,6 +13,11 @@
 // layer whose defaults differ from the block's says so on the field that holds it:
 //
 //	Pool pgstore.PoolConfig `defaults:"DB_POOL_MAX_SIZE=20"` // NAME=value, comma-separated
+//
+// A []string field whose name holds {n} is a numbered sequence, read from its first number
+// (the "from" tag, default 0) up to the first variable that is unset or empty:
+//
+//	MoreShards []string `env:"SHARD_{n}_URL" from:"3"` // SHARD_3_URL, SHARD_4_URL …
 package config
 
 import (
@@ -48,6 +53,12 @@ func load(v reflect.Value, lookup func(string) (string, bool), defaults map[stri
 			}
 			continue
 		}
+		if strings.Contains(name, "{n}") {
+			if err := setSequence(fv, f.Tag, lookup); err != nil {
+				return err
+			}
+			continue
+		}
 		raw, ok := lookup(name)
 		if !ok || raw == "" {
 			if raw, ok = defaults[name]; !ok {
@@ -80,6 +91,37 @@ func withDefaults(outer map[string]string, tag string) map[string]string {
 		m[name] = value
 	}
 	return m
+}
+
+// setSequence fills a []string field from the numbered variables its env tag names.
+func setSequence(v reflect.Value, tag reflect.StructTag, lookup func(string) (string, bool)) error {
+	name := tag.Get("env")
+	if v.Type() != reflect.TypeFor[[]string]() {
+		return fmt.Errorf("config %s: a numbered sequence must be a []string", name)
+	}
+	n := 0
+	if from, ok := tag.Lookup("from"); ok {
+		var err error
+		if n, err = strconv.Atoi(from); err != nil {
+			return fmt.Errorf("config %s: from:%q is not an integer", name, from)
+		}
+	}
+	var items []string
+	for ; ; n++ {
+		raw, _ := lookup(sequenceName(name, n))
+		if raw = strings.TrimSpace(raw); raw == "" {
+			break
+		}
+		items = append(items, raw)
+	}
+	v.Set(reflect.ValueOf(items))
+	return nil
+}
+
+// sequenceName is the variable of a numbered sequence's n-th item: sequenceName("SHARD_{n}_URL", 3)
+// is SHARD_3_URL.
+func sequenceName(pattern string, n int) string {
+	return strings.ReplaceAll(pattern, "{n}", strconv.Itoa(n))
 }
 
 func set(v reflect.Value, raw string) error {

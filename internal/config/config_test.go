@@ -20,6 +20,7 @@ type sample struct {
 	List    []string      `env:"LIST" default:"a, b,,c"`
 	Key     string        `env:"KEY" default:"dev-key" secret:"true"`
 	NoDef   int           `env:"NODEF"`
+	More    []string      `env:"MORE_{n}_URL" from:"2"`
 	Inner   inner
 }
 
@@ -69,6 +70,18 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 	}
 }
 
+func TestNumberedSequence(t *testing.T) {
+	s, err := loadFrom(t, map[string]string{"MORE_1_URL": "skipped", "MORE_2_URL": "a", "MORE_3_URL": " b ", "MORE_4_URL": "", "MORE_5_URL": "after a gap"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "b"}, s.More, "from MORE_2_URL to the first unset or empty one")
+	assert.Equal(t, "MORE_7_URL", sequenceName("MORE_{n}_URL", 7))
+
+	var bad struct {
+		N int `env:"N_{n}"`
+	}
+	assert.ErrorContains(t, load(reflectValue(&bad), func(string) (string, bool) { return "", false }, nil), "must be a []string")
+}
+
 func TestLogValueMasksSecrets(t *testing.T) {
 	s, err := loadFrom(t, nil)
 	require.NoError(t, err)
@@ -76,5 +89,9 @@ func TestLogValueMasksSecrets(t *testing.T) {
 	assert.NotContains(t, out, "pw")
 	assert.NotContains(t, out, "dev-key")
 	assert.Contains(t, out, "postgres://u:xxxxx@h/db")
+	s.More = []string{"postgres://u:pw@h/more"}
+	out = LogValue(s).String()
+	assert.NotContains(t, out, "pw", "a sequence's URLs are masked too")
+	assert.Contains(t, out, "MORE_{n}_URL")
 	assert.Equal(t, "redis://h:6379", MaskURL("redis://h:6379"))
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -145,9 +144,8 @@ type Region struct {
 	clock     *Clock
 	logger    *slog.Logger
 
-	ready   atomic.Bool // schema created
-	dbUp    atomic.Bool // last database check or call succeeded
-	cacheUp atomic.Bool // last cache check succeeded
+	ready atomic.Bool // schema created
+	dbUp  atomic.Bool // last database check or call succeeded
 }
 
 // errNotReady is a region whose schema could not be created yet (its database has been
@@ -170,7 +168,6 @@ func OpenRegion(ctx context.Context, spec RegionSpec, opts RegionOptions, logger
 		key: spec.Key, name: Name(spec.Key), pool: pool, db: pgstore.NewStore(pool), rdb: rdb,
 		cache: cache.NewLeased[Entry](rdb, opts.CacheTTL, logger), clock: NewClock(spec.Now), logger: logger,
 	}
-	r.cacheUp.Store(true)
 	return r, nil
 }
 
@@ -186,9 +183,6 @@ func (r *Region) Clock() *Clock { return r.clock }
 // Healthy reports whether the region's database is believed to serve: its schema exists
 // and the last check or call reached it.
 func (r *Region) Healthy() bool { return r.ready.Load() && r.dbUp.Load() }
-
-// CacheUp reports whether the last check reached the region's Redis.
-func (r *Region) CacheUp() bool { return r.cacheUp.Load() }
 
 // Close closes the Redis client and the pool.
 func (r *Region) Close() {
@@ -418,9 +412,6 @@ func (r *Region) PoolSize() int32 { return r.pool.Stat().TotalConns() }
 // CacheKeys is DBSIZE of the region's Redis database.
 func (r *Region) CacheKeys(ctx context.Context) (int64, error) { return r.rdb.DBSize(ctx).Result() }
 
-// CacheCounts returns this process's cache hits and misses in the region.
-func (r *Region) CacheCounts() (hits, misses int64) { return r.cache.Counts() }
-
 // Check pings the database (SELECT 1) and the cache (PING), records the results, and
 // creates the schema if it is missing and the database answers.
 func (r *Region) Check(ctx context.Context) (dbErr, cacheErr error) {
@@ -430,17 +421,5 @@ func (r *Region) Check(ctx context.Context) (dbErr, cacheErr error) {
 	}
 	r.dbUp.Store(dbErr == nil)
 	cacheErr = redisclient.Ping(ctx, r.rdb)
-	r.cacheUp.Store(cacheErr == nil)
 	return dbErr, cacheErr
-}
-
-// others returns the keys of regions except r, in order.
-func others(all []*Region, r *Region) []string {
-	var keys []string
-	for _, o := range all {
-		if o != r {
-			keys = append(keys, o.key)
-		}
-	}
-	return slices.Clip(keys)
 }

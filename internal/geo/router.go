@@ -19,7 +19,7 @@ type Config struct {
 	// (a read that falls back, a batch a shipper delivers): a simulated round trip between
 	// regions, 0 = none. The regions of a local stack are all on one machine; this makes
 	// the cost of reading far away visible and measurable.
-	InterRegionLatency time.Duration `env:"INTER_REGION_LATENCY" default:"0"`
+	InterRegionLatency time.Duration `env:"INTER_REGION_LATENCY" default:"0s"`
 	BatchSize          int           `env:"REPLICATION_BATCH_SIZE" default:"500"`      // most entries per delivered batch
 	BatchBytes         int64         `env:"REPLICATION_BATCH_BYTES" default:"8388608"` // most bytes of values per batch (past the first entry)
 	PollInterval       time.Duration `env:"REPLICATION_POLL_INTERVAL" default:"500ms"` // idle shippers look for entries written by other processes this often

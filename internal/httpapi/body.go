@@ -35,7 +35,7 @@ func DecodeBody(r *http.Request) (*Body, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, &tooLargeError{fmt.Sprintf("Request body exceeds the limit of %d bytes", mbe.Limit)}
+			return nil, bodyTooLarge(mbe.Limit)
 		}
 		return nil, fmt.Errorf("read body: %w", err)
 	}
@@ -122,7 +122,7 @@ func (b *Body) OptionalString(name string) (string, bool) {
 	return b.String(name), true
 }
 
-// Key returns a required string field that must be a valid record key (see CheckKey).
+// Key returns a required string field that must be a valid record key (see checkKey).
 func (b *Body) Key(name string) string {
 	before := len(b.errs)
 	s := b.String(name)
@@ -242,15 +242,8 @@ func PathKey(r *http.Request) (string, error) {
 	return key, nil
 }
 
-// CheckKey validates a record key: 1 to 255 characters of valid UTF-8, no '/', no control
-// characters. It returns a 422 error or nil.
-func CheckKey(key string) error {
-	if fe, bad := checkKey(key, []any{"body", "key"}); bad {
-		return &ValidationError{Fields: []FieldError{fe}}
-	}
-	return nil
-}
-
+// checkKey validates a record key: 1 to 255 characters of valid UTF-8, no '/', no control
+// characters. It returns the 422 entry for loc and true when the key is invalid.
 func checkKey(key string, loc []any) (FieldError, bool) {
 	n := utf8.RuneCountInString(key)
 	switch {

@@ -100,6 +100,7 @@ type ctxKey int
 const (
 	infoKey ctxKey = iota
 	limitsKey
+	accessLogKey
 )
 
 // requestInfo carries what a handler learned (its error) to the access-log line.
@@ -129,7 +130,7 @@ func accessLog(layer string, logger *slog.Logger, observe func(method, route str
 			case status >= 400:
 				level = slog.LevelWarn
 			}
-			logged := logger.Enabled(r.Context(), level)
+			logged := logger.Enabled(r.Context(), level) && (level > slog.LevelInfo || accessLogFrom(r.Context()).keep(elapsed))
 			if observe == nil && !logged {
 				return
 			}
@@ -192,20 +193,4 @@ type panicError struct {
 
 func (p *panicError) Error() string {
 	return "panic: " + slog.AnyValue(p.value).String() + "\n" + string(p.stack)
-}
-
-func limit(l Limits) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if l.MaxBodyBytes > 0 && r.Body != nil {
-				r.Body = http.MaxBytesReader(w, r.Body, l.MaxBodyBytes)
-			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), limitsKey, l)))
-		})
-	}
-}
-
-func limitsFrom(ctx context.Context) Limits {
-	l, _ := ctx.Value(limitsKey).(Limits)
-	return l
 }

@@ -19,6 +19,7 @@ type ServerConfig struct {
 	MaxValueBytes   int64         `env:"MAX_VALUE_BYTES" default:"1048576"` // stored value limit (1 MiB) → 413
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" default:"10s"`    // grace period for in-flight requests on SIGTERM
 	LogLevel        string        `env:"LOG_LEVEL" default:"info"`          // debug, info, warn or error
+	AccessLog       AccessLogConfig
 }
 
 // Addr is host:port.
@@ -34,7 +35,7 @@ func (c ServerConfig) Limits() Limits {
 func Serve(ctx context.Context, cfg ServerConfig, h http.Handler, logger *slog.Logger) error {
 	srv := &http.Server{
 		Addr:              cfg.Addr(),
-		Handler:           h,
+		Handler:           withAccessLog(cfg.AccessLog, h),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,

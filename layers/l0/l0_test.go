@@ -1,15 +1,11 @@
 package l0_test
 
 import (
-	"context"
-	"log/slog"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dblayers/dblayers/internal/config"
 	"github.com/dblayers/dblayers/internal/layertest"
 	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/layers/l0"
@@ -17,13 +13,7 @@ import (
 
 func start(t *testing.T, dbURL string) layertest.Target {
 	t.Helper()
-	var cfg l0.Config
-	require.NoError(t, config.Load(&cfg))
-	cfg.DatabaseURL = dbURL
-	svc, err := l0.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(func() { srv.Close(); svc.Close() })
+	srv := layertest.Serve(t, l0.New, func(c *l0.Config) { c.DatabaseURL = dbURL })
 	return layertest.Target{
 		URL: srv.URL, Layer: l0.Layer, WriteMessage: "Data written successfully",
 		Rows: func(t testing.TB) int { return layertest.CountRows(t, dbURL, "records") },

@@ -1,18 +1,14 @@
 package l1_test
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dblayers/dblayers/internal/config"
 	"github.com/dblayers/dblayers/internal/layertest"
 	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/layers/l1"
@@ -20,13 +16,7 @@ import (
 
 func start(t *testing.T, dbURL string) layertest.Target {
 	t.Helper()
-	var cfg l1.Config
-	require.NoError(t, config.Load(&cfg))
-	cfg.DatabaseURL = dbURL
-	svc, err := l1.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(func() { srv.Close(); svc.Close() })
+	srv := layertest.Serve(t, l1.New, func(c *l1.Config) { c.DatabaseURL = dbURL })
 	return layertest.Target{
 		URL: srv.URL, Layer: l1.Layer, WriteMessage: "Data written successfully",
 		Rows: func(t testing.TB) int { return layertest.CountRows(t, dbURL, "records") },

@@ -47,24 +47,24 @@ type Config struct {
 	// L10 value), timeouts.
 	Pool pgstore.PoolConfig `defaults:"DB_POOL_MAX_SIZE=20"`
 
-	CacheTTL    time.Duration `env:"CACHE_TTL" default:"300"`      // L2 entry lifetime (s)
+	CacheTTL    time.Duration `env:"CACHE_TTL" default:"300s"`     // L2 entry lifetime (s)
 	L1CacheSize int           `env:"L1_CACHE_SIZE" default:"1000"` // L1 entries (the original's hard-coded 1000)
-	L1CacheTTL  time.Duration `env:"L1_CACHE_TTL" default:"60"`    // L1 entry lifetime from its fill (the original's 60 s)
+	L1CacheTTL  time.Duration `env:"L1_CACHE_TTL" default:"60s"`   // L1 entry lifetime from its fill (the original's 60 s)
 	// L1 entry lifetime while the invalidation subscription is down (s).
-	L1DisconnectedTTL time.Duration `env:"L1_CACHE_DISCONNECTED_TTL" default:"1"`
+	L1DisconnectedTTL time.Duration `env:"L1_CACHE_DISCONNECTED_TTL" default:"1s"`
 	// Redis pub/sub channel of L1 invalidations; instances sharing data must share it.
 	// Empty: dblayers:l1-invalidate:db<N>, N being CACHE_L2_URL's database number.
 	InvalidationChannel string `env:"L1_INVALIDATION_CHANNEL"`
 
 	RateLimitRequests int           `env:"RATE_LIMIT_REQUESTS" default:"100"` // requests per window and identity
-	RateLimitWindow   time.Duration `env:"RATE_LIMIT_WINDOW" default:"60"`    // (s)
+	RateLimitWindow   time.Duration `env:"RATE_LIMIT_WINDOW" default:"60s"`   // (s)
 	// RateLimitFailOpen lets requests through while the limiter's Redis is down (true,
 	// the original's choice); false answers them 503 "Rate limiter unavailable".
 	RateLimitFailOpen bool          `env:"RATE_LIMIT_FAIL_OPEN" default:"true"`
 	RateLimitTimeout  time.Duration `env:"RATE_LIMIT_TIMEOUT" default:"250ms"` // bound of one limiter call
 
 	BreakerThreshold int           `env:"CIRCUIT_BREAKER_THRESHOLD" default:"5"` // consecutive failures that open a shard's breaker
-	BreakerTimeout   time.Duration `env:"CIRCUIT_BREAKER_TIMEOUT" default:"30"`  // open time before a probe (s)
+	BreakerTimeout   time.Duration `env:"CIRCUIT_BREAKER_TIMEOUT" default:"30s"` // open time before a probe (s)
 
 	Auth auth.Config
 	// Environment is echoed in /health and /stats; "development" also accepts the

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,32 +55,27 @@ func start(t *testing.T, opts ...func(*l10.Config)) *fixture {
 	return f.another(t, opts...)
 }
 
-// config is the configuration of an L10 on f's backends: two API keys, a limit no test
+// configure sets an L10's configuration to f's backends: two API keys, a limit no test
 // reaches unless it sets one, then opts.
-func (f *fixture) config(t *testing.T, opts ...func(*l10.Config)) l10.Config {
-	t.Helper()
-	var cfg l10.Config
-	require.NoError(t, config.Load(&cfg))
-	cfg.Shard1URL, cfg.Shard2URL = f.shardURLs[0], f.shardURLs[1]
-	cfg.CacheL2URL, cfg.RateLimiterURL = f.l2URL, f.limiterURL
-	cfg.Environment = "test"
-	cfg.Auth = auth.Config{Enabled: true, APIKeys: []string{"tester:" + testKey, "other:" + otherKey}}
-	cfg.RateLimitRequests, cfg.RateLimitWindow = 1_000_000, time.Minute
-	for _, o := range opts {
-		o(&cfg)
+func (f *fixture) configure(opts ...func(*l10.Config)) func(*l10.Config) {
+	return func(cfg *l10.Config) {
+		cfg.Shard1URL, cfg.Shard2URL = f.shardURLs[0], f.shardURLs[1]
+		cfg.CacheL2URL, cfg.RateLimiterURL = f.l2URL, f.limiterURL
+		cfg.Environment = "test"
+		cfg.Auth = auth.Config{Enabled: true, APIKeys: []string{"tester:" + testKey, "other:" + otherKey}}
+		cfg.RateLimitRequests, cfg.RateLimitWindow = 1_000_000, time.Minute
+		for _, o := range opts {
+			o(cfg)
+		}
 	}
-	return cfg
 }
 
 // another runs a second L10 (its own L1, metrics and breakers) on f's backends.
 func (f *fixture) another(t *testing.T, opts ...func(*l10.Config)) *fixture {
 	t.Helper()
-	svc, err := l10.New(context.Background(), f.config(t, opts...), slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(func() { srv.Close(); svc.Close() })
+	srv := layertest.Serve(t, l10.New, f.configure(opts...))
 	g := *f
-	g.svc = svc
+	g.svc = srv.Service
 	g.tg = layertest.Target{
 		URL: srv.URL, Layer: l10.Layer, Headers: http.Header{"X-Api-Key": {testKey}},
 		Rows: func(t testing.TB) int {
@@ -685,7 +679,10 @@ func TestAuthConfiguration(t *testing.T) {
 			o(c)
 		}
 	}
-	_, err := l10.New(context.Background(), f.config(t, production(func(*l10.Config) {})), slog.New(slog.DiscardHandler))
+	var cfg l10.Config
+	require.NoError(t, config.Load(&cfg))
+	f.configure(production(func(*l10.Config) {}))(&cfg)
+	_, err := l10.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.Error(t, err, "no key, no development mode: refuses to start")
 	assert.Contains(t, err.Error(), "API_KEYS")
 

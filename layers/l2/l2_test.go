@@ -1,11 +1,8 @@
 package l2_test
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dblayers/dblayers/internal/config"
 	"github.com/dblayers/dblayers/internal/layertest"
 	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/layers/l2"
@@ -21,13 +17,7 @@ import (
 
 func start(t *testing.T, dbURL, redisURL string) layertest.Target {
 	t.Helper()
-	var cfg l2.Config
-	require.NoError(t, config.Load(&cfg))
-	cfg.DatabaseURL, cfg.RedisURL = dbURL, redisURL
-	svc, err := l2.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(func() { srv.Close(); svc.Close() })
+	srv := layertest.Serve(t, l2.New, func(c *l2.Config) { c.DatabaseURL, c.RedisURL = dbURL, redisURL })
 	return layertest.Target{
 		URL: srv.URL, Layer: l2.Layer, WriteMessage: "Data written successfully",
 		Rows: func(t testing.TB) int { return layertest.CountRows(t, dbURL, "records") },

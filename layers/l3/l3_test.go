@@ -1,11 +1,8 @@
 package l3_test
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -16,7 +13,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dblayers/dblayers/internal/config"
 	"github.com/dblayers/dblayers/internal/layertest"
 	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/layers/l3"
@@ -62,18 +58,15 @@ type target struct {
 // start runs L3 over c with its own Redis database; tweak adjusts the configuration.
 func start(t *testing.T, c *cluster, tweak ...func(*l3.Config)) target {
 	t.Helper()
-	var cfg l3.Config
-	require.NoError(t, config.Load(&cfg))
-	cfg.PrimaryURL, cfg.ReplicaURLs, cfg.RedisURL = c.primaryURL, c.replicaURLs, testenv.RedisURL(t)
-	cfg.Replicas.CheckInterval = 100 * time.Millisecond
-	for _, f := range tweak {
-		f(&cfg)
-	}
-	svc, err := l3.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(func() { srv.Close(); svc.Close() })
-	tg := target{svc: svc, Target: layertest.Target{
+	redisURL := testenv.RedisURL(t)
+	srv := layertest.Serve(t, l3.New, func(cfg *l3.Config) {
+		cfg.PrimaryURL, cfg.ReplicaURLs, cfg.RedisURL = c.primaryURL, c.replicaURLs, redisURL
+		cfg.Replicas.CheckInterval = 100 * time.Millisecond
+		for _, f := range tweak {
+			f(cfg)
+		}
+	})
+	tg := target{svc: srv.Service, Target: layertest.Target{
 		URL: srv.URL, Layer: l3.Layer, WriteMessage: l3.WriteMessage,
 		Rows: func(t testing.TB) int { return layertest.CountRows(t, c.primaryURL, "records") },
 	}}

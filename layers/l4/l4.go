@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -42,6 +41,8 @@ type Config struct {
 	Shard0URL string `env:"SHARD_0_URL" default:"postgresql://dbuser:dbpassword@localhost:5440/appdb_shard_0"`
 	Shard1URL string `env:"SHARD_1_URL" default:"postgresql://dbuser:dbpassword@localhost:5441/appdb_shard_1"`
 	Shard2URL string `env:"SHARD_2_URL" default:"postgresql://dbuser:dbpassword@localhost:5442/appdb_shard_2"`
+	// MoreShardURLs are SHARD_3_URL, SHARD_4_URL … up to the first unset one.
+	MoreShardURLs []string `env:"SHARD_{n}_URL" from:"3"`
 	// Strategy places keys on shards: modulo (the original's md5 mod N), ring or jump.
 	// Changing it, like changing the number of shards, needs a reshard.
 	Strategy string `env:"SHARD_STRATEGY" default:"modulo"`
@@ -73,15 +74,11 @@ func (c Config) ShardList() ([]string, error) {
 	if n <= len(urls) {
 		return urls[:n], nil
 	}
-	for i := len(urls); i < n; i++ {
-		name := "SHARD_" + strconv.Itoa(i) + "_URL"
-		u := os.Getenv(name)
-		if u == "" {
-			return nil, fmt.Errorf("NUM_SHARDS=%d needs %s (or list every shard in SHARD_URLS)", n, name)
-		}
-		urls = append(urls, u)
+	urls = append(urls, c.MoreShardURLs...)
+	if n > len(urls) {
+		return nil, fmt.Errorf("NUM_SHARDS=%d needs %s (or list every shard in SHARD_URLS)", n, fmt.Sprintf("SHARD_%d_URL", len(urls)))
 	}
-	return urls, nil
+	return urls[:n], nil
 }
 
 // Service is a running L4.

@@ -3,9 +3,7 @@ package l4_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -35,21 +33,17 @@ func shardURLs(t *testing.T, n int) []string {
 // start runs an L4 over urls and Redis, with the configuration tweaked by opts.
 func start(t *testing.T, urls []string, redisURL string, opts ...func(*l4.Config)) (layertest.Target, *l4.Service) {
 	t.Helper()
-	var cfg l4.Config
-	require.NoError(t, config.Load(&cfg))
-	cfg.ShardURLs, cfg.NumShards, cfg.RedisURL = urls, 0, redisURL
-	cfg.Strategy, cfg.ReshardFrom = shard.Modulo, 0
-	for _, o := range opts {
-		o(&cfg)
-	}
-	svc, err := l4.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(func() { srv.Close(); svc.Close() })
+	srv := layertest.Serve(t, l4.New, func(cfg *l4.Config) {
+		cfg.ShardURLs, cfg.NumShards, cfg.RedisURL = urls, 0, redisURL
+		cfg.Strategy, cfg.ReshardFrom = shard.Modulo, 0
+		for _, o := range opts {
+			o(cfg)
+		}
+	})
 	return layertest.Target{
 		URL: srv.URL, Layer: l4.Layer,
 		Rows: func(t testing.TB) int { return totalRows(t, urls) },
-	}, svc
+	}, srv.Service
 }
 
 func totalRows(t testing.TB, urls []string) int {

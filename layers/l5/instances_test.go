@@ -4,11 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,59 +22,17 @@ import (
 // L1_CACHE_DISCONNECTED_TTL (1 s) while Redis is down.
 const invalidationBound = 3 * time.Second
 
-// buildL5 compiles cmd/l5 into a temporary directory.
-func buildL5(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		testenv.Missing(t, "no go command on PATH to build cmd/l5")
-	}
-	bin := filepath.Join(t.TempDir(), "l5")
-	out, err := exec.Command(goBin, "build", "-o", bin, "github.com/dblayers/dblayers/cmd/l5").CombinedOutput()
-	require.NoError(t, err, "go build cmd/l5: %s", out)
-	return bin
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-// startProcess runs the l5 binary on a free port and waits until it is healthy and
+// startProcess runs the cmd/l5 binary on a free port and waits until it is healthy and
 // subscribed to invalidations. It is stopped with SIGTERM when t ends.
-func startProcess(t *testing.T, bin, dbURL, redisURL string) *layertest.Client {
+func startProcess(t *testing.T, dbURL, redisURL string) *layertest.Client {
 	t.Helper()
 	port := testenv.FreePort(t)
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "HOST=127.0.0.1", "PORT="+strconv.Itoa(port), "DATABASE_URL="+dbURL,
-		"REDIS_URL="+redisURL, "LOG_LEVEL=warn", "L1_CACHE_TTL=60", "L1_CACHE_DISCONNECTED_TTL=1")
-	var out testenv.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("l5 on port %d:\n%s", port, out.String())
-		}
-	})
+	p := testenv.StartProcess(t, testenv.Build(t, "github.com/dblayers/dblayers/cmd/l5"), "HOST=127.0.0.1", "PORT="+strconv.Itoa(port),
+		"DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "LOG_LEVEL=warn", "L1_CACHE_TTL=60", "L1_CACHE_DISCONNECTED_TTL=1")
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	hc := &http.Client{Timeout: 2 * time.Second}
-	testenv.WaitFor(t, 30*time.Second, "l5 on port "+strconv.Itoa(port)+" to be healthy", func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("l5 exited:\n%s", out.String())
-		default:
-		}
-		resp, err := hc.Get(url + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	p.AwaitHealthy(t, url, 30*time.Second)
 	c := layertest.NewClient(t, layertest.Target{URL: url})
 	awaitSubscribed(t, c)
 	return c
@@ -115,11 +69,10 @@ func awaitValue(t *testing.T, c *layertest.Client, key, want, why string) {
 // the other serving the old value from its L1 within invalidationBound, also when the
 // subscription's connection is killed and when Redis is down altogether.
 func TestTwoProcessesInvalidateEachOther(t *testing.T) {
-	bin := buildL5(t)
 	rs := testenv.StartRedis(t) // private: this test kills connections and stops it
 	dbURL := testenv.PostgresURL(t)
-	a := startProcess(t, bin, dbURL, rs.URL(0))
-	b := startProcess(t, bin, dbURL, rs.URL(0))
+	a := startProcess(t, dbURL, rs.URL(0))
+	b := startProcess(t, dbURL, rs.URL(0))
 
 	a.MustWrite("k", "v1")
 	awaitInvalidations(t, b, 1)

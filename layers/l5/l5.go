@@ -28,11 +28,11 @@ type Config struct {
 	DatabaseURL string        `env:"DATABASE_URL" default:"postgresql://dbuser:dbpassword@localhost:5445/appdb"`
 	RedisURL    string        `env:"REDIS_URL" default:"redis://localhost:6382"`
 	L1CacheSize int           `env:"L1_CACHE_SIZE" default:"100"` // most records kept in this process's L1
-	L1CacheTTL  time.Duration `env:"L1_CACHE_TTL" default:"60"`   // L1 entry lifetime from its fill (s)
-	L2CacheTTL  time.Duration `env:"L2_CACHE_TTL" default:"300"`  // Redis entry lifetime (s)
+	L1CacheTTL  time.Duration `env:"L1_CACHE_TTL" default:"60s"`  // L1 entry lifetime from its fill (s)
+	L2CacheTTL  time.Duration `env:"L2_CACHE_TTL" default:"300s"` // Redis entry lifetime (s)
 	// L1 entry lifetime while the invalidation subscription is down (s): the staleness
 	// bound across instances when Redis pub/sub cannot deliver.
-	L1DisconnectedTTL time.Duration `env:"L1_CACHE_DISCONNECTED_TTL" default:"1"`
+	L1DisconnectedTTL time.Duration `env:"L1_CACHE_DISCONNECTED_TTL" default:"1s"`
 	// Redis pub/sub channel of L1 invalidations; instances sharing data must share it.
 	// Empty: dblayers:l1-invalidate:db<N>, N being REDIS_URL's database number.
 	InvalidationChannel string `env:"L1_INVALIDATION_CHANNEL"`

@@ -38,13 +38,7 @@ func start(t *testing.T, dbURL, redisURL string) layertest.Target {
 
 func startUnsubscribed(t *testing.T, dbURL, redisURL string) layertest.Target {
 	t.Helper()
-	var cfg l5.Config
-	require.NoError(t, config.Load(&cfg))
-	cfg.DatabaseURL, cfg.RedisURL = dbURL, redisURL
-	svc, err := l5.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(func() { srv.Close(); svc.Close() })
+	srv := layertest.Serve(t, l5.New, func(c *l5.Config) { c.DatabaseURL, c.RedisURL = dbURL, redisURL })
 	return layertest.Target{
 		URL: srv.URL, Layer: l5.Layer, WriteMessage: "Data written successfully",
 		Rows: func(t testing.TB) int { return layertest.CountRows(t, dbURL, "records") },

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -43,17 +42,13 @@ func testBackends(t testing.TB, dbURL, redisURL string) l6.Backends {
 
 func start(t *testing.T, s setup) layertest.Target {
 	t.Helper()
-	var cfg l6.Config
-	require.NoError(t, config.Load(&cfg))
-	cfg.Backends = testBackends(t, s.dbURL, s.redisURL)
-	cfg.WorkerEnabled = s.workers
-	if s.tune != nil {
-		s.tune(&cfg)
-	}
-	svc, err := l6.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(func() { srv.Close(); svc.Close() })
+	backends := testBackends(t, s.dbURL, s.redisURL)
+	srv := layertest.Serve(t, l6.New, func(cfg *l6.Config) {
+		cfg.Backends, cfg.WorkerEnabled = backends, s.workers
+		if s.tune != nil {
+			s.tune(cfg)
+		}
+	})
 	tg := layertest.Target{
 		URL: srv.URL, Layer: l6.Layer, WriteMessage: l6.WriteMessage,
 		Rows: func(t testing.TB) int { return layertest.CountRows(t, s.dbURL, "records") },

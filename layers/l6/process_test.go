@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,109 +27,29 @@ import (
 	"github.com/dblayers/dblayers/internal/writequeue"
 )
 
-// binDir holds the cmd/l6 and cmd/l6-worker binaries the process tests run.
-var binDir string
+func TestMain(m *testing.M) { testenv.Main(m) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "l6-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-var build struct {
-	once sync.Once
-	err  error
-}
-
-// binary builds cmd/l6 and cmd/l6-worker (once per test run, without the race detector:
-// these tests are about processes, and a slow API would only slow the burst) and returns
-// the path of the one named.
+// binary builds cmd/name (once per test run) and returns its path.
 func binary(t testing.TB, name string) string {
 	t.Helper()
-	build.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			build.err = err
-			return
-		}
-		cmd := exec.Command(goBin, "build", "-o", binDir+"/", "github.com/dblayers/dblayers/cmd/l6", "github.com/dblayers/dblayers/cmd/l6-worker")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
-	require.NoError(t, build.err)
-	return filepath.Join(binDir, name)
-}
-
-// process is a running binary whose output goes to a log shown if the test fails.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error // from Wait, once exited is closed
-}
-
-func startProcess(t *testing.T, name, logName string, env ...string) *process {
-	t.Helper()
-	logPath := filepath.Join(t.TempDir(), logName+".log")
-	logFile, err := os.Create(logPath)
-	require.NoError(t, err)
-	cmd := exec.Command(binary(t, name))
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	require.NoError(t, cmd.Start())
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); logFile.Close(); close(p.exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			log, _ := os.ReadFile(logPath)
-			t.Logf("log of %s:\n%s", logName, log)
-		}
-	})
-	return p
-}
-
-// wait waits for the process to exit and returns its error (nil for exit status 0).
-func (p *process) wait(t testing.TB, timeout time.Duration) error {
-	t.Helper()
-	select {
-	case <-p.exited:
-		return p.err
-	case <-time.After(timeout):
-		t.Fatalf("%s did not exit within %s", p.cmd.Path, timeout)
-		return nil
-	}
+	return testenv.Build(t, "github.com/dblayers/dblayers/cmd/"+name)
 }
 
 // startAPIProcess runs cmd/l6 (no workers inside) on a free port until the test ends.
 func startAPIProcess(t *testing.T, dbURL, redisURL string) layertest.Target {
 	t.Helper()
 	port := testenv.FreePort(t)
-	startProcess(t, "l6", "l6", "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "HOST=127.0.0.1",
+	p := testenv.StartProcess(t, binary(t, "l6"), "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "HOST=127.0.0.1",
 		fmt.Sprint("PORT=", port), "WORKER_ENABLED=false", "LOG_LEVEL=warn")
 	tg := layertest.Target{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Layer: "6-write-buffering"}
 	tg.Settle = func(t testing.TB) { drained(t, tg) }
-	testenv.WaitFor(t, 30*time.Second, "cmd/l6 to answer /health", func() bool {
-		resp, err := http.Get(tg.URL + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	p.AwaitHealthy(t, tg.URL, 30*time.Second)
 	return tg
 }
 
 // workerProcess is a running cmd/l6-worker.
 type workerProcess struct {
-	*process
+	*testenv.Process
 	name string // its consumers are name-0, name-1 … (WORKER_CONCURRENCY, default 2)
 }
 
@@ -140,7 +59,7 @@ func startWorkerProcess(t *testing.T, dbURL, redisURL, name string, env ...strin
 	t.Helper()
 	env = append([]string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + redisURL, "WORKER_CONSUMER=" + name,
 		"WORKER_CLAIM_MIN_IDLE=500ms", "WORKER_POLL_INTERVAL=100ms", "WORKER_BATCH_SIZE=100", "LOG_LEVEL=info"}, env...)
-	return &workerProcess{process: startProcess(t, "l6-worker", name, env...), name: name}
+	return &workerProcess{Process: testenv.StartProcess(t, binary(t, "l6-worker"), env...), name: name}
 }
 
 // held is the number of entries the consumers of worker process name have been delivered
@@ -220,8 +139,8 @@ func TestWorkerKilledDuringBurst(t *testing.T) {
 			return counter(t, rdb, "write_queue:processed") >= after
 		})
 		testenv.WaitFor(t, 10*time.Second, "the workers to hold batches", func() bool { return held(t, rdb, p.name) >= 20 })
-		require.NoError(t, p.cmd.Process.Kill())
-		require.Error(t, p.wait(t, 5*time.Second), "killed")
+		require.NoError(t, p.Cmd.Process.Kill())
+		require.Error(t, p.Wait(t, 5*time.Second), "killed")
 		n := held(t, rdb, p.name)
 		t.Logf("worker process %s SIGKILLed with %d entries delivered and unacknowledged", p.name, n)
 		stranded += n
@@ -286,8 +205,8 @@ func TestWorkerDrainsOnSIGTERM(t *testing.T) {
 		return counter(t, rdb, "write_queue:processed") > 0
 	})
 	assert.NoError(t, healthcheck(), "the running worker's heartbeat")
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, p.wait(t, 15*time.Second), "exit status 0")
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.Wait(t, 15*time.Second), "exit status 0")
 	assert.Error(t, healthcheck(), "the stopped worker removed its heartbeat")
 
 	assert.Zero(t, held(t, rdb, p.name), "the batch in hand was applied and acknowledged")

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,16 +42,17 @@ func fastProjector() cqrs.Config {
 // startAPI serves the L7 API over d in-process.
 func startAPI(t testing.TB, d dbs, tune func(*l7.Config)) layertest.Target {
 	t.Helper()
-	var cfg l7.Config
-	require.NoError(t, config.Load(&cfg))
-	cfg.WriteDBURL, cfg.ReadDBURL = d.write, d.read
-	if tune != nil {
-		tune(&cfg)
+	// Errors go to stderr, so that a failing test shows what the API met.
+	errorLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	newL7 := func(ctx context.Context, cfg l7.Config, _ *slog.Logger) (*l7.Service, error) {
+		return l7.New(ctx, cfg, errorLog)
 	}
-	svc, err := l7.New(context.Background(), cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(func() { srv.Close(); svc.Close() })
+	srv := layertest.Serve(t, newL7, func(cfg *l7.Config) {
+		cfg.WriteDBURL, cfg.ReadDBURL = d.write, d.read
+		if tune != nil {
+			tune(cfg)
+		}
+	})
 	tg := layertest.Target{
 		URL: srv.URL, Layer: l7.Layer, WriteMessage: l7.MsgCreated,
 		Rows: func(t testing.TB) int { return layertest.CountRows(t, d.write, "commands") },
@@ -365,7 +364,7 @@ func TestHealthReportsTheProjector(t *testing.T) {
 // projectorHealthcheck runs `l7-projector -healthcheck` and returns its output.
 func projectorHealthcheck(t testing.TB, d dbs) (string, error) {
 	cmd := exec.Command(projectorBinary(t), "-healthcheck")
-	cmd.Env = projectorEnv(d)
+	cmd.Env = append(os.Environ(), projectorEnv(d)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -398,73 +397,32 @@ func mustFloat(t testing.TB, v any) float64 {
 // ---------------------------------------------------------------------------------------
 // The projector as a process: cmd/l7-projector, built once.
 
-var (
-	buildOnce   sync.Once
-	projector   string
-	buildErr    error
-	buildOutput []byte
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if projector != "" {
-		os.RemoveAll(filepath.Dir(projector))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 func projectorBinary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "l7-projector-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		projector = filepath.Join(dir, "l7-projector")
-		cmd := exec.Command("go", "build", "-o", projector, "github.com/dblayers/dblayers/cmd/l7-projector")
-		buildOutput, buildErr = cmd.CombinedOutput()
-	})
-	require.NoError(t, buildErr, "go build cmd/l7-projector: %s", buildOutput)
-	return projector
+	return testenv.Build(t, "github.com/dblayers/dblayers/cmd/l7-projector")
 }
 
+// projectorEnv is the projector's environment, added to the test process's own.
 func projectorEnv(d dbs) []string {
-	return append(os.Environ(), "WRITE_DB_URL="+d.write, "READ_DB_URL="+d.read,
-		"PROJECTOR_POLL_INTERVAL=10ms", "PROJECTOR_BATCH_SIZE=10", "LOG_LEVEL=warn")
+	return []string{"WRITE_DB_URL=" + d.write, "READ_DB_URL=" + d.read,
+		"PROJECTOR_POLL_INTERVAL=10ms", "PROJECTOR_BATCH_SIZE=10", "LOG_LEVEL=warn"}
 }
 
-// proc is a running projector process.
-type proc struct {
-	cmd  *exec.Cmd
-	logs *testenv.Buffer
-	done chan struct{}
-}
-
-func startProjectorProcess(t testing.TB, d dbs) *proc {
+// startProjectorProcess runs a projector process; it must exit on the SIGTERM it gets
+// when the test ends.
+func startProjectorProcess(t testing.TB, d dbs) *testenv.Process {
 	t.Helper()
-	p := &proc{cmd: exec.Command(projectorBinary(t)), logs: &testenv.Buffer{}, done: make(chan struct{})}
-	p.cmd.Env = projectorEnv(d)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	require.NoError(t, p.cmd.Start())
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.kill(t, syscall.SIGTERM) })
+	p := testenv.StartProcess(t, projectorBinary(t), projectorEnv(d)...)
+	t.Cleanup(func() { stopProjector(t, p, syscall.SIGTERM) })
 	return p
 }
 
-func (p *proc) kill(t testing.TB, sig syscall.Signal) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		t.Errorf("projector pid %d did not exit on %v; log:\n%s", p.cmd.Process.Pid, sig, p.logs.String())
+// stopProjector sends sig and fails t if the projector does not exit within 10 s.
+func stopProjector(t testing.TB, p *testenv.Process, sig syscall.Signal) {
+	if !p.Stop(sig, 10*time.Second) {
+		t.Errorf("projector pid %d did not exit on %v; log:\n%s", p.Cmd.Process.Pid, sig, p.Output())
 	}
 }
 
@@ -508,7 +466,7 @@ func TestProjectorKilledDuringBurst(t *testing.T) {
 			return projected >= at
 		})
 		published := statInt(t, c, "events_published")
-		p.kill(t, syscall.SIGKILL)
+		stopProjector(t, p, syscall.SIGKILL)
 		t.Logf("SIGKILL with %d of %d published events projected", projected, published)
 		p = startProjectorProcess(t, d)
 	}
@@ -531,7 +489,7 @@ func TestProjectorKilledDuringBurst(t *testing.T) {
 func rebuild(t testing.TB, d dbs) cqrs.RebuildResult {
 	t.Helper()
 	cmd := exec.Command(projectorBinary(t), "-rebuild")
-	cmd.Env = projectorEnv(d)
+	cmd.Env = append(os.Environ(), projectorEnv(d)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Run(), "l7-projector -rebuild: %s", stderr.String())

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +17,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/dblayers/dblayers/internal/config"
 	"github.com/dblayers/dblayers/internal/docstore"
 	"github.com/dblayers/dblayers/internal/layertest"
 	"github.com/dblayers/dblayers/internal/testenv"
@@ -42,16 +39,12 @@ func shared(t *testing.T) backends {
 // start runs L8 on b behind an httptest server; tune may change the configuration.
 func start(t *testing.T, b backends, tune ...func(*l8.Config)) layertest.Target {
 	t.Helper()
-	var cfg l8.Config
-	require.NoError(t, config.Load(&cfg))
-	cfg.PostgresURL, cfg.MongoURL, cfg.MongoDatabase, cfg.RedisURL = b.pg, b.mongo, b.mongoDB, b.redis
-	for _, f := range tune {
-		f(&cfg)
-	}
-	svc, err := l8.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
-	t.Cleanup(func() { srv.Close(); svc.Close() })
+	srv := layertest.Serve(t, l8.New, func(cfg *l8.Config) {
+		cfg.PostgresURL, cfg.MongoURL, cfg.MongoDatabase, cfg.RedisURL = b.pg, b.mongo, b.mongoDB, b.redis
+		for _, f := range tune {
+			f(cfg)
+		}
+	})
 	return layertest.Target{
 		URL: srv.URL, Layer: l8.Layer, WriteMessage: l8.MsgDocumentWritten,
 		Rows: func(t testing.TB) int { return int(countDocuments(t, b, bson.D{})) },

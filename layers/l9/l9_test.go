@@ -1,12 +1,9 @@
 package l9_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -16,7 +13,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dblayers/dblayers/internal/config"
 	"github.com/dblayers/dblayers/internal/geo"
 	"github.com/dblayers/dblayers/internal/layertest"
 	"github.com/dblayers/dblayers/internal/testenv"
@@ -27,11 +23,10 @@ var regionKeys = []string{geo.USEast, geo.EUWest, geo.AsiaPac}
 
 // stack is one L9 service over three regions.
 type stack struct {
-	tg  layertest.Target
-	svc *l9.Service
-	srv *httptest.Server
-	cfg l9.Config
-	db  map[string]string // region key → database URL
+	tg   layertest.Target
+	srv  *layertest.Served[*l9.Service]
+	tune func(*l9.Config)  // the stack's backends and settings
+	db   map[string]string // region key → database URL
 }
 
 // options change the configuration or the servers of a stack.
@@ -46,8 +41,6 @@ type options struct {
 // recovery within a second or two.
 func newStack(t *testing.T, o options) *stack {
 	t.Helper()
-	var cfg l9.Config
-	require.NoError(t, config.Load(&cfg))
 	db, cache := map[string]string{}, map[string]string{}
 	for _, k := range regionKeys {
 		db[k], cache[k] = o.db[k], o.cache[k]
@@ -58,18 +51,20 @@ func newStack(t *testing.T, o options) *stack {
 			cache[k] = testenv.RedisURL(t)
 		}
 	}
-	cfg.USEastDB, cfg.EUWestDB, cfg.AsiaPacDB = db[geo.USEast], db[geo.EUWest], db[geo.AsiaPac]
-	cfg.USEastCache, cfg.EUWestCache, cfg.AsiaPacCache = cache[geo.USEast], cache[geo.EUWest], cache[geo.AsiaPac]
-	cfg.Geo.InterRegionLatency = o.latency
-	cfg.Geo.ReplicationEnabled = !o.noReplic
-	cfg.Geo.HealthInterval = 200 * time.Millisecond
-	cfg.Geo.PollInterval = 100 * time.Millisecond
-	cfg.Geo.RetryMin, cfg.Geo.RetryMax = 20*time.Millisecond, 300*time.Millisecond
-	// A region down at start-up is joined later, not waited for long. The same bound covers
-	// the schema creation of the regions that are up, which took over 1 s during a full run of
-	// the suite (internal/geo): hence 10 s, not less.
-	cfg.Pool.StartupTimeout = 10 * time.Second
-	s := &stack{cfg: cfg, db: db}
+	tune := func(cfg *l9.Config) {
+		cfg.USEastDB, cfg.EUWestDB, cfg.AsiaPacDB = db[geo.USEast], db[geo.EUWest], db[geo.AsiaPac]
+		cfg.USEastCache, cfg.EUWestCache, cfg.AsiaPacCache = cache[geo.USEast], cache[geo.EUWest], cache[geo.AsiaPac]
+		cfg.Geo.InterRegionLatency = o.latency
+		cfg.Geo.ReplicationEnabled = !o.noReplic
+		cfg.Geo.HealthInterval = 200 * time.Millisecond
+		cfg.Geo.PollInterval = 100 * time.Millisecond
+		cfg.Geo.RetryMin, cfg.Geo.RetryMax = 20*time.Millisecond, 300*time.Millisecond
+		// A region down at start-up is joined later, not waited for long. The same bound covers
+		// the schema creation of the regions that are up, which took over 1 s during a full run of
+		// the suite (internal/geo): hence 10 s, not less.
+		cfg.Pool.StartupTimeout = 10 * time.Second
+	}
+	s := &stack{tune: tune, db: db}
 	s.start(t)
 	return s
 }
@@ -77,25 +72,12 @@ func newStack(t *testing.T, o options) *stack {
 // start (re)starts the service on the stack's configuration.
 func (s *stack) start(t *testing.T) {
 	t.Helper()
-	svc, err := l9.New(context.Background(), s.cfg, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
-	s.svc, s.srv = svc, srv
-	t.Cleanup(s.stop)
+	s.srv = layertest.Serve(t, l9.New, s.tune)
 	s.tg = layertest.Target{
-		URL: srv.URL, Layer: l9.Layer, WriteMessage: "Written to US-EAST and replicating to 2 regions",
+		URL: s.srv.URL, Layer: l9.Layer, WriteMessage: "Written to US-EAST and replicating to 2 regions",
 		Settle:       s.settle,
 		Rows:         func(t testing.TB) int { return layertest.CountRows(t, s.db[geo.USEast], "records") },
 		NoTimestamps: true,
-	}
-}
-
-// stop closes the service (a process restart, when followed by start).
-func (s *stack) stop() {
-	if s.srv != nil {
-		s.srv.Close()
-		s.svc.Close()
-		s.srv, s.svc = nil, nil
 	}
 }
 
@@ -493,7 +475,7 @@ func TestRegionOutageCatchUpAndRestart(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "us-east and asia-pac to have delivered to each other", func() bool {
 		return outboxCount(t, s.db[geo.USEast], geo.AsiaPac) == 0 && outboxCount(t, s.db[geo.AsiaPac], geo.USEast) == 0
 	})
-	s.stop()
+	s.srv.Stop() // a process restart, with the start below
 	pendingUS, pendingAsia := outboxCount(t, s.db[geo.USEast], geo.EUWest), outboxCount(t, s.db[geo.AsiaPac], geo.EUWest)
 	assert.Equal(t, perWriter/2, pendingUS, "every write us-east took during the outage waits for eu-west, and no more")
 	assert.Equal(t, perWriter/2, pendingAsia)

@@ -1,0 +1,50 @@
+package layertest
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dblayers/dblayers/internal/config"
+)
+
+// Service is what every layer's New returns.
+type Service interface {
+	Handler() http.Handler
+	Close()
+}
+
+// Served is a layer's service behind an httptest server.
+type Served[S Service] struct {
+	Service S
+	URL     string // the server's base URL
+	stop    func()
+}
+
+// Stop closes the server, then the service, as a process exit would. The test's cleanup
+// calls it too; it acts once.
+func (s *Served[S]) Stop() { s.stop() }
+
+// Serve builds a layer the way its binary does — configuration from the environment and
+// the defaults, then tune (if not nil) for the test's backends and settings — and serves
+// it on an httptest server until the test ends. The service logs nowhere: tests read its
+// answers, not its logs.
+func Serve[C any, S Service](t testing.TB, newService func(context.Context, C, *slog.Logger) (S, error), tune func(*C)) *Served[S] {
+	t.Helper()
+	var cfg C
+	require.NoError(t, config.Load(&cfg))
+	if tune != nil {
+		tune(&cfg)
+	}
+	svc, err := newService(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	srv := httptest.NewServer(svc.Handler())
+	s := &Served[S]{Service: svc, URL: srv.URL, stop: sync.OnceFunc(func() { srv.Close(); svc.Close() })}
+	t.Cleanup(s.stop)
+	return s
+}
