@@ -22,7 +22,7 @@ func start(t *testing.T, dbURL string) layertest.Target {
 	cfg.DatabaseURL = dbURL
 	svc, err := l0.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(layertest.Validating(t, svc.Handler()))
 	t.Cleanup(func() { srv.Close(); svc.Close() })
 	return layertest.Target{
 		URL: srv.URL, Layer: l0.Layer, WriteMessage: "Data written successfully",
