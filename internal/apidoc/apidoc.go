@@ -54,6 +54,9 @@ type Operation struct {
 type Answer struct {
 	Status int
 	Detail string // an example of {"detail": …}
+	// Body, if set, is an example of an answer that is not {"detail": …} (e.g. the health
+	// document of a 503); its Go type gives the schema.
+	Body any
 }
 
 // Param is a header parameter.
@@ -179,7 +182,7 @@ func ReadOp(description string, ok any) Operation {
 // HealthOp is GET /health: ok when the layer serves, 503 with unhealthy when it cannot.
 func HealthOp(description string, ok any, unhealthy string) Operation {
 	return Operation{Summary: "Health check", Description: description, OK: ok,
-		Errors: []Answer{{http.StatusServiceUnavailable, unhealthy}}}
+		Errors: []Answer{{Status: http.StatusServiceUnavailable, Detail: unhealthy}}}
 }
 
 // StatsOp is the statistics document (Router.Stats mounts it under all its names).

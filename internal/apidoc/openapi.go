@@ -162,6 +162,10 @@ func (d *document) operation(rt route) Schema {
 		}
 	}
 	for _, a := range op.Errors {
+		if a.Body != nil {
+			responses[strconv.Itoa(a.Status)] = Schema{"description": http.StatusText(a.Status),
+				"content": Schema{"application/json": Schema{"schema": schemaOf(reflect.TypeOf(a.Body)), "example": a.Body}}}
+		}
 		add(a.Status, a.Detail)
 	}
 	if keyed {

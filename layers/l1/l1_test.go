@@ -25,7 +25,7 @@ func start(t *testing.T, dbURL string) layertest.Target {
 	cfg.DatabaseURL = dbURL
 	svc, err := l1.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(layertest.Validating(t, svc.Handler()))
 	t.Cleanup(func() { srv.Close(); svc.Close() })
 	return layertest.Target{
 		URL: srv.URL, Layer: l1.Layer, WriteMessage: "Data written successfully",

@@ -77,7 +77,7 @@ func (f *fixture) another(t *testing.T, opts ...func(*l10.Config)) *fixture {
 	t.Helper()
 	svc, err := l10.New(context.Background(), f.config(t, opts...), slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(layertest.Validating(t, svc.Handler()))
 	t.Cleanup(func() { srv.Close(); svc.Close() })
 	g := *f
 	g.svc = svc

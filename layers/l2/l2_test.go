@@ -26,7 +26,7 @@ func start(t *testing.T, dbURL, redisURL string) layertest.Target {
 	cfg.DatabaseURL, cfg.RedisURL = dbURL, redisURL
 	svc, err := l2.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(layertest.Validating(t, svc.Handler()))
 	t.Cleanup(func() { srv.Close(); svc.Close() })
 	return layertest.Target{
 		URL: srv.URL, Layer: l2.Layer, WriteMessage: "Data written successfully",

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
@@ -90,11 +91,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	s.store = replica.NewStore(s.primary, s.balancer, replica.NewTracker(cfg.Replicas.TrackWrites, cfg.Replicas.TrackTTL), logger)
 	s.cache = cache.NewLeased[record.Record](s.rdb, cfg.CacheTTL, logger)
 
-	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
-	r.Post("/write", httpapi.Handle(s.write))
-	r.Get("/read/{key}", httpapi.Handle(s.read))
-	r.Get("/health", httpapi.Handle(s.health))
-	httpapi.Stats(r, s.stats, "/stats")
+	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()}, apiInfo)
+	r.Post("/write", httpapi.Handle(s.write), opWrite)
+	r.Get("/read/{key}", httpapi.Handle(s.read), opRead)
+	r.Get("/health", httpapi.Handle(s.health), opHealth)
+	r.Stats(httpapi.Handle(s.stats), opStats, "/stats")
 	s.handler = r
 	return s, nil
 }

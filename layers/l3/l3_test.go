@@ -71,7 +71,7 @@ func start(t *testing.T, c *cluster, tweak ...func(*l3.Config)) target {
 	}
 	svc, err := l3.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(layertest.Validating(t, svc.Handler()))
 	t.Cleanup(func() { srv.Close(); svc.Close() })
 	tg := target{svc: svc, Target: layertest.Target{
 		URL: srv.URL, Layer: l3.Layer, WriteMessage: l3.WriteMessage,

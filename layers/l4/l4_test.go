@@ -44,7 +44,7 @@ func start(t *testing.T, urls []string, redisURL string, opts ...func(*l4.Config
 	}
 	svc, err := l4.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(layertest.Validating(t, svc.Handler()))
 	t.Cleanup(func() { srv.Close(); svc.Close() })
 	return layertest.Target{
 		URL: srv.URL, Layer: l4.Layer,

@@ -43,7 +43,7 @@ func startUnsubscribed(t *testing.T, dbURL, redisURL string) layertest.Target {
 	cfg.DatabaseURL, cfg.RedisURL = dbURL, redisURL
 	svc, err := l5.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(layertest.Validating(t, svc.Handler()))
 	t.Cleanup(func() { srv.Close(); svc.Close() })
 	return layertest.Target{
 		URL: srv.URL, Layer: l5.Layer, WriteMessage: "Data written successfully",

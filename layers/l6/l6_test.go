@@ -52,7 +52,7 @@ func start(t *testing.T, s setup) layertest.Target {
 	}
 	svc, err := l6.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(layertest.Validating(t, svc.Handler()))
 	t.Cleanup(func() { srv.Close(); svc.Close() })
 	tg := layertest.Target{
 		URL: srv.URL, Layer: l6.Layer, WriteMessage: l6.WriteMessage,

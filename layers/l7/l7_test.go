@@ -52,7 +52,7 @@ func startAPI(t testing.TB, d dbs, tune func(*l7.Config)) layertest.Target {
 	}
 	svc, err := l7.New(context.Background(), cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(layertest.Validating(t, svc.Handler()))
 	t.Cleanup(func() { srv.Close(); svc.Close() })
 	tg := layertest.Target{
 		URL: srv.URL, Layer: l7.Layer, WriteMessage: l7.MsgCreated,

@@ -50,7 +50,7 @@ func start(t *testing.T, b backends, tune ...func(*l8.Config)) layertest.Target 
 	}
 	svc, err := l8.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(layertest.Validating(t, svc.Handler()))
 	t.Cleanup(func() { srv.Close(); svc.Close() })
 	return layertest.Target{
 		URL: srv.URL, Layer: l8.Layer, WriteMessage: l8.MsgDocumentWritten,

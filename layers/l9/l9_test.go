@@ -79,7 +79,7 @@ func (s *stack) start(t *testing.T) {
 	t.Helper()
 	svc, err := l9.New(context.Background(), s.cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(layertest.Validating(t, svc.Handler()))
 	s.svc, s.srv = svc, srv
 	t.Cleanup(s.stop)
 	s.tg = layertest.Target{
