@@ -25,8 +25,8 @@ import (
 type Info struct {
 	Title       string // e.g. "L2 · read cache"
 	Description string // CommonMark: what the layer adds to the one below
-	// Secured names the security schemes that routes with Operation.Secured accept: L10's
-	// X-API-Key header and, when JWTs are on, an Authorization: Bearer token.
+	// Secured says that routes with Operation.Secured need credentials (L10 with
+	// AUTH_ENABLED): an X-API-Key header or, when JWTs are on, an Authorization: Bearer token.
 	Secured bool
 }
 
@@ -42,11 +42,13 @@ type Operation struct {
 	OKText string
 	// Offline says the handler touches no backend, so it never answers 503.
 	Offline bool
-	// Secured says the route needs an API key or bearer token (401) and is rate-limited
-	// (429, X-RateLimit-* headers).
+	// Secured says the route needs an API key or bearer token (401) when Info.Secured.
 	Secured bool
+	// RateLimited says the route answers 429 past the caller's limit, with X-RateLimit-*
+	// headers on its answers.
+	RateLimited bool
 	// Errors are the answers the route may give besides those its shape implies (400 and
-	// 422 for a {key}, 413 and 422 for a body, 503 unless Offline, 500, 401/429 if Secured).
+	// 422 for a {key}, 413 and 422 for a body, 503 unless Offline, 500, 401 and 429).
 	Errors []Answer
 }
 

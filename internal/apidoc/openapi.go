@@ -187,7 +187,9 @@ func (d *document) operation(rt route) Schema {
 		r := errorResponse(http.StatusUnauthorized, "Missing API key")
 		r["headers"] = Schema{"WWW-Authenticate": header("string", `Bearer error="invalid_token"`, "Sent when a bearer token is invalid or expired")}
 		responses["401"] = r
-		r = errorResponse(http.StatusTooManyRequests, "Rate limit exceeded. Try again in 42 seconds")
+	}
+	if op.RateLimited {
+		r := errorResponse(http.StatusTooManyRequests, "Rate limit exceeded. Try again in 42 seconds")
 		r["headers"] = rateLimitHeaders(true)
 		responses["429"] = r
 	}
@@ -206,7 +208,7 @@ func (d *document) ok(op Operation) Schema {
 	} else {
 		r["content"] = Schema{"application/json": Schema{"schema": schemaOf(reflect.TypeOf(op.OK)), "example": op.OK}}
 	}
-	if op.Secured && d.info.Secured {
+	if op.RateLimited {
 		r["headers"] = rateLimitHeaders(false)
 	}
 	return r

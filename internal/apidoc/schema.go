@@ -69,6 +69,9 @@ func schemaOf(t reflect.Type) Schema {
 	if t == timeType {
 		return Schema{"type": "string", "format": "date-time"}
 	}
+	if t.Kind() == reflect.Pointer {
+		return nullable(schemaOf(t.Elem()))
+	}
 	if t.Implements(marshalerType) {
 		return Schema{}
 	}
@@ -76,8 +79,6 @@ func schemaOf(t reflect.Type) Schema {
 		return Schema{"type": "string"}
 	}
 	switch t.Kind() {
-	case reflect.Pointer:
-		return nullable(schemaOf(t.Elem()))
 	case reflect.Struct:
 		props, required := Schema{}, []string{}
 		addFields(t, props, &required)

@@ -84,6 +84,10 @@ func Validating(t testing.TB, h http.Handler) http.Handler {
 			assert.True(t, rec.Code >= 400 && rec.Code < 500,
 				"the document rejects the request (%s), the layer must too: %s", describe(reqErrs), what)
 		}
+		var decoded any
+		if json.Unmarshal(rec.Body.Bytes(), &decoded) != nil && json.Valid(rec.Body.Bytes()) {
+			return // a number beyond float64 (a 422 echoing 1e999999999), which the validator cannot decode
+		}
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		respOK, respErrs := v.ValidateHttpResponse(req, rec.Result())
 		assert.True(t, respOK, "the answer is documented: %s: %s", describe(respErrs), what)

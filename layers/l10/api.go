@@ -7,27 +7,31 @@ import (
 	"github.com/dblayers/dblayers/internal/auth"
 )
 
-// The API's description, served at /openapi.json, /docs and /redoc. /write and /read/{key}
-// need an API key or a bearer token and are rate-limited; the rest is open, the docs too.
-var (
-	apiInfo = apidoc.Info{
+// apiInfo describes the API, served at /openapi.json, /docs and /redoc: /write and
+// /read/{key} need an API key or a bearer token (unless authentication is off) and are
+// rate-limited; the rest is open, the docs too.
+func apiInfo(secured bool) apidoc.Info {
+	return apidoc.Info{
 		Title: "L10 · enterprise",
 		Description: "Everything together: two shards behind circuit breakers, an in-process L1 and a Redis L2 " +
 			"cache, API keys or JWTs, a per-caller rate limit and Prometheus metrics.\n\n" +
 			"In \"Try it out\", press **Authorize** and give an API key (in development mode `" + auth.DevAPIKey + "`).",
-		Secured: true,
+		Secured: secured,
 	}
+}
+
+var (
 	opWrite = func() apidoc.Operation {
 		op := apidoc.WriteOp("Writes to the shard that owns the key, then fills both cache tiers.",
 			WriteResponse{Success: true, Key: "user:1", Shard: "shard1", Cached: true, Message: "Written to shard1 and cached"})
-		op.Secured = true
+		op.Secured, op.RateLimited = true, true
 		return op
 	}()
 	opRead = func() apidoc.Operation {
 		l1, latency := "L1", 0.12
 		op := apidoc.ReadOp("Reads from L1, else L2, else the owning shard.",
 			ReadResponse{ReadFields: apidoc.Found(), CacheHit: true, CacheLevel: &l1, LatencyMs: &latency})
-		op.Secured = true
+		op.Secured, op.RateLimited = true, true
 		return op
 	}()
 	opHealth = apidoc.HealthOp("Degraded when a shard, the cache or the rate limiter is down; 503 when no shard answers.",

@@ -194,7 +194,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 // original: they carry no record data (see README.md).
 func (s *Service) routes(logger *slog.Logger, reg *prometheus.Registry) http.Handler {
 	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: s.cfg.Server.Limits(),
-		Observe: s.metrics.http.Observe}, apiInfo)
+		Observe: s.metrics.http.Observe}, apiInfo(s.auth.Enabled()))
 	limit := s.limiter.Middleware(auth.IdentityKey)
 	r.With(decodeWrite, s.auth.Middleware, limit).Post("/write", httpapi.Handle(s.write), opWrite)
 	r.With(validateKey, s.auth.Middleware, limit).Get("/read/{key}", s.read, opRead)
