@@ -98,7 +98,8 @@ func render(name, title string) file {
 	return newFile("text/html; charset=utf-8", buf.Bytes())
 }
 
-// loadAssets reads the embedded .js and .css files (the licences stay in the source tree).
+// loadAssets reads the embedded .js and .css files: the pages load only those (the licences
+// and VERSIONS are embedded with them, and not served).
 func loadAssets() map[string]file {
 	files := map[string]file{}
 	entries, err := fs.ReadDir(assets, "assets")
