@@ -45,7 +45,8 @@ show_log() {
 # Packages
 
 # ensure_packages [TOOL...]: install through apt-get whatever of these tools is missing:
-# postgres, redis, hey, cc (a C toolchain, which `go test -race` needs). Without arguments:
+# postgres, redis, hey, cc (a C toolchain, which `go test -race` needs), chromium (the browser
+# the API-docs test drives). Without arguments:
 # postgres redis hey. Does nothing (and needs no network) when everything is there.
 ensure_packages() {
 	local tools=("$@") pkgs=() tool
@@ -56,6 +57,7 @@ ensure_packages() {
 		redis) command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server) ;;
 		hey) command -v hey >/dev/null 2>&1 || pkgs+=(hey) ;;
 		cc) command -v gcc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev) ;;
+		chromium) command -v chromium >/dev/null 2>&1 || pkgs+=(chromium) ;;
 		*) die "ensure_packages: unknown tool '$tool'" ;;
 		esac
 	done

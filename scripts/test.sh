@@ -75,7 +75,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 command -v go >/dev/null 2>&1 || die "the tests need Go (https://go.dev/dl/)"
-ensure_packages postgres redis cc
+ensure_packages postgres redis cc chromium
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dblayers-test.XXXXXX")
 chmod 755 "$work" # the postgres OS user must reach the cluster inside

@@ -244,6 +244,16 @@ func PathKey(r *http.Request) (string, error) {
 
 // checkKey validates a record key: 1 to 255 characters of valid UTF-8, no '/', no control
 // characters. It returns the 422 entry for loc and true when the key is invalid.
+// CheckKey validates a record key: 1 to 255 characters of valid UTF-8, no '/', no control
+// characters. It returns a 422 error or nil. The API description checks its key schema
+// against it.
+func CheckKey(key string) error {
+	if fe, bad := checkKey(key, []any{"body", "key"}); bad {
+		return &ValidationError{Fields: []FieldError{fe}}
+	}
+	return nil
+}
+
 func checkKey(key string, loc []any) (FieldError, bool) {
 	n := utf8.RuneCountInString(key)
 	switch {

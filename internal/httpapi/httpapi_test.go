@@ -54,7 +54,6 @@ func newServer(t *testing.T, store record.Store, logs *bytes.Buffer) *httptest.S
 	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(store, "ok")))
 	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadHandler(store)))
 	r.Get("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
-	httpapi.Stats(r, func(*http.Request) (any, error) { return map[string]int{"n": 1}, nil }, "/stats")
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return srv
@@ -174,9 +173,6 @@ func TestRouterBasics(t *testing.T) {
 	status, body = do(t, http.MethodGet, srv.URL+"/panic", "")
 	assert.Equal(t, 500, status)
 	assert.Equal(t, "Internal server error", body["detail"])
-	_, a := do(t, http.MethodGet, srv.URL+"/stats", "")
-	_, b := do(t, http.MethodGet, srv.URL+"/cache-stats", "")
-	assert.Equal(t, a, b)
 
 	// One access-log line per request, with the route pattern rather than the raw path.
 	logs.Reset()

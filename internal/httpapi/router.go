@@ -63,14 +63,6 @@ func Handle(h HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// Stats mounts the statistics handler at /cache-stats and at the original's alias paths
-// (e.g. /pool-stats on L1, /stats on L3 to L10): one document, several names.
-func Stats(r chi.Router, h HandlerFunc, aliases ...string) {
-	for _, path := range append([]string{"/cache-stats"}, aliases...) {
-		r.Get(path, Handle(h))
-	}
-}
-
 // WriteJSON writes v as compact JSON with the given status. Non-ASCII is sent as is.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	var buf bytes.Buffer
@@ -103,8 +95,23 @@ const (
 	accessLogKey
 )
 
-// requestInfo carries what a handler learned (its error) to the access-log line.
-type requestInfo struct{ err error }
+// requestInfo carries what a handler learned (its error, whether it is load) to the
+// access-log line.
+type requestInfo struct {
+	err   error
+	quiet bool
+}
+
+// Quiet marks h's requests as not load (e.g. the API documentation pages): the access log
+// writes them at debug level and Observe does not see them.
+func Quiet(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if info := infoFrom(r.Context()); info != nil {
+			info.quiet = true
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 func infoFrom(ctx context.Context) *requestInfo {
 	info, _ := ctx.Value(infoKey).(*requestInfo)
@@ -130,12 +137,16 @@ func accessLog(layer string, logger *slog.Logger, observe func(method, route str
 			case status >= 400:
 				level = slog.LevelWarn
 			}
+			if info.quiet {
+				level = slog.LevelDebug
+			}
+			observed := observe != nil && !info.quiet
 			logged := logger.Enabled(r.Context(), level) && (level > slog.LevelInfo || accessLogFrom(r.Context()).keep(elapsed))
-			if observe == nil && !logged {
+			if !observed && !logged {
 				return
 			}
 			route := routePattern(r) // chi builds it anew on every call: once per request
-			if observe != nil {
+			if observed {
 				observe(r.Method, route, status, elapsed)
 			}
 			if !logged {

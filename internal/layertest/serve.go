@@ -43,7 +43,7 @@ func Serve[C any, S Service](t testing.TB, newService func(context.Context, C, *
 	}
 	svc, err := newService(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	srv := httptest.NewServer(svc.Handler())
+	srv := httptest.NewServer(Validating(t, svc.Handler()))
 	s := &Served[S]{Service: svc, URL: srv.URL, stop: sync.OnceFunc(func() { srv.Close(); svc.Close() })}
 	t.Cleanup(s.stop)
 	return s

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
 )
@@ -36,11 +37,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		return nil, err
 	}
 	s := &Service{pool: pool, store: pgstore.NewStore(pool)}
-	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
-	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.store, "Data written successfully")))
-	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadHandler(s.store)))
-	r.Get("/health", httpapi.Handle(s.health))
-	httpapi.Stats(r, s.stats, "/pool-stats")
+	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()}, apiInfo)
+	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.store, msgWritten)), opWrite)
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadHandler(s.store)), opRead)
+	r.Get("/health", httpapi.Handle(s.health), opHealth)
+	r.Stats(httpapi.Handle(s.stats), opStats, "/pool-stats")
 	s.handler = r
 	return s, nil
 }
@@ -53,7 +54,7 @@ func (s *Service) Close() { s.pool.Close() }
 
 func (s *Service) health(r *http.Request) (any, error) {
 	if err := s.store.Ping(r.Context()); err != nil {
-		return nil, httpapi.Unhealthy("Database unhealthy", err)
+		return nil, httpapi.Unhealthy(msgUnhealthy, err)
 	}
 	return map[string]string{"status": "healthy", "layer": Layer}, nil
 }

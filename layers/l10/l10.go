@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/auth"
 	"github.com/dblayers/dblayers/internal/breaker"
 	"github.com/dblayers/dblayers/internal/cache"
@@ -185,19 +186,19 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 // original's order. /health, /stats, /cache-stats and /metrics are open, as in the
 // original: they carry no record data (see README.md).
 func (s *Service) routes(logger *slog.Logger, reg *prometheus.Registry) http.Handler {
-	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: s.cfg.Server.Limits(),
-		Observe: s.metrics.http.Observe})
+	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: s.cfg.Server.Limits(),
+		Observe: s.metrics.http.Observe}, apiInfo(s.auth.Enabled()))
 	limit := s.limiter.Middleware(auth.IdentityKey)
-	r.With(decodeWrite, s.auth.Middleware, limit).Post("/write", httpapi.Handle(s.write))
-	r.With(validateKey, s.auth.Middleware, limit).Get("/read/{key}", s.read)
-	r.Get("/health", httpapi.Handle(s.health))
-	httpapi.Stats(r, s.stats, "/stats")
+	r.With(decodeWrite, s.auth.Middleware, limit).Post("/write", httpapi.Handle(s.write), opWrite)
+	r.With(validateKey, s.auth.Middleware, limit).Get("/read/{key}", s.read, opRead)
+	r.Get("/health", httpapi.Handle(s.health), opHealth)
+	r.Stats(httpapi.Handle(s.stats), opStats, "/stats")
 	if s.cfg.EnableMetrics {
-		r.Method(http.MethodGet, "/metrics", metrics.Handler(reg))
+		r.Get("/metrics", metrics.Handler(reg).ServeHTTP, opMetrics)
 	} else {
 		r.Get("/metrics", httpapi.Handle(func(*http.Request) (any, error) {
 			return nil, httpapi.Errorf(http.StatusNotFound, "Metrics disabled")
-		}))
+		}), opMetrics)
 	}
 	return r
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
@@ -53,11 +54,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	}
 	db := pgstore.NewStore(pool)
 	s := &Service{pool: pool, rdb: rdb, db: db, cache: cache.NewAside(rdb, db, cfg.CacheTTL, logger)}
-	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
-	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.cache, "Data written successfully")))
-	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.cache, readAnswer)))
-	r.Get("/health", httpapi.Handle(s.health))
-	httpapi.Stats(r, s.stats)
+	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()}, apiInfo)
+	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.cache, msgWritten)), opWrite)
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.cache, readAnswer)), opRead)
+	r.Get("/health", httpapi.Handle(s.health), opHealth)
+	r.Stats(httpapi.Handle(s.stats), opStats)
 	s.handler = r
 	return s, nil
 }
@@ -83,7 +84,7 @@ func readAnswer(f httpapi.ReadFields, r record.Read) any {
 
 func (s *Service) health(r *http.Request) (any, error) {
 	if err := s.db.Ping(r.Context()); err != nil {
-		return nil, httpapi.Unhealthy("Service unhealthy: database unavailable", err)
+		return nil, httpapi.Unhealthy(msgUnhealthy, err)
 	}
 	cacheState := "healthy"
 	if redisclient.Ping(r.Context(), s.rdb) != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
@@ -92,11 +93,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Service, err 
 	// The cache around the replica store: the whole read path in one line.
 	s.cache = cache.NewAside(s.rdb, s.store, cfg.CacheTTL, logger)
 
-	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
-	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.cache, WriteMessage)))
-	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.cache, readAnswer)))
-	r.Get("/health", httpapi.Handle(s.health))
-	httpapi.Stats(r, s.stats, "/stats")
+	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()}, apiInfo)
+	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.cache, WriteMessage)), opWrite)
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.cache, readAnswer)), opRead)
+	r.Get("/health", httpapi.Handle(s.health), opHealth)
+	r.Stats(httpapi.Handle(s.stats), opStats, "/stats")
 	s.handler = r
 	return s, nil
 }

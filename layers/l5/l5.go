@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
@@ -76,12 +77,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		return nil, err
 	}
 	s := &Service{pool: pool, rdb: rdb, db: db, cache: tiered}
-	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
-	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.cache, "Data written successfully")))
-	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.cache, readAnswer)))
-	r.Get("/health", httpapi.Handle(s.health))
-	r.Post("/clear-cache", httpapi.Handle(s.clear))
-	httpapi.Stats(r, s.stats, "/stats")
+	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()}, apiInfo)
+	r.Post("/write", httpapi.Handle(httpapi.WriteHandler(s.cache, msgWritten)), opWrite)
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.cache, readAnswer)), opRead)
+	r.Get("/health", httpapi.Handle(s.health), opHealth)
+	r.Post("/clear-cache", httpapi.Handle(s.clear), opClear)
+	r.Stats(httpapi.Handle(s.stats), opStats, "/stats")
 	s.handler = r
 	return s, nil
 }
@@ -127,7 +128,7 @@ func (s *Service) clear(r *http.Request) (any, error) {
 	if err := s.cache.Clear(r.Context()); err != nil {
 		return nil, err
 	}
-	return ClearResponse{Success: true, Message: "All caches cleared"}, nil
+	return ClearResponse{Success: true, Message: msgCleared}, nil
 }
 
 // Stats is the /stats document: the original's 15 fields, with L1 really working, then

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
@@ -84,11 +85,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	db := pgstore.NewStore(pool)
 	aside := cache.NewAside(rdb, db, cfg.CacheTTL, logger)
 	s := &Service{pool: pool, rdb: rdb, db: db, cache: aside, queue: queue, store: writequeue.NewStore(queue, aside)}
-	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
-	r.Post("/write", httpapi.Handle(s.write))
-	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.store, readAnswer)))
-	r.Get("/health", httpapi.Handle(s.health))
-	httpapi.Stats(r, s.stats, "/stats")
+	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()}, apiInfo)
+	r.Post("/write", httpapi.Handle(s.write), opWrite)
+	r.Get("/read/{key}", httpapi.Handle(httpapi.ReadVia(s.store, readAnswer)), opRead)
+	r.Get("/health", httpapi.Handle(s.health), opHealth)
+	r.Stats(httpapi.Handle(s.stats), opStats, "/stats")
 	s.handler = r
 
 	if cfg.WorkerEnabled {

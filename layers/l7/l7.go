@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cqrs"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
@@ -80,12 +81,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		return nil, err
 	}
 	s := &Service{write: write, read: read, outbox: cqrs.NewOutbox(write), model: cqrs.NewReadModel(read), stallAfter: cfg.StallAfter}
-	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
-	r.Post("/write", httpapi.Handle(s.command(cqrs.RecordCreated, MsgCreated)))
-	r.Put("/write", httpapi.Handle(s.command(cqrs.RecordUpdated, MsgUpdated)))
-	r.Get("/read/{key}", httpapi.Handle(s.readKey))
-	r.Get("/health", httpapi.Handle(s.health))
-	httpapi.Stats(r, s.stats, "/stats")
+	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()}, apiInfo)
+	r.Post("/write", httpapi.Handle(s.command(cqrs.RecordCreated, MsgCreated)), opCreate)
+	r.Put("/write", httpapi.Handle(s.command(cqrs.RecordUpdated, MsgUpdated)), opUpdate)
+	r.Get("/read/{key}", httpapi.Handle(s.readKey), opRead)
+	r.Get("/health", httpapi.Handle(s.health), opHealth)
+	r.Stats(httpapi.Handle(s.stats), opStats, "/stats")
 	s.handler = r
 	return s, nil
 }

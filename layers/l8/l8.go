@@ -21,6 +21,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/docstore"
 	"github.com/dblayers/dblayers/internal/httpapi"
@@ -116,17 +117,17 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		docCache: cache.NewLeased[docstore.Document](rdb, cfg.CacheTTL, logger),
 		txnCache: cache.NewLeased[[]Transaction](rdb, cfg.TransactionCacheTTL, logger),
 	}
-	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
-	r.Post("/write", httpapi.Handle(s.writeRecord))
-	r.Get("/read/{key}", httpapi.Handle(s.readRecord))
-	r.Post("/write/transaction", httpapi.Handle(s.writeTransaction))
-	r.Post("/write/document", httpapi.Handle(s.writeDocument))
+	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()}, apiInfo)
+	r.Post("/write", httpapi.Handle(s.writeRecord), opWrite)
+	r.Get("/read/{key}", httpapi.Handle(s.readRecord), opRead)
+	r.Post("/write/transaction", httpapi.Handle(s.writeTransaction), opWriteTransaction)
+	r.Post("/write/document", httpapi.Handle(s.writeDocument), opWriteDocument)
 	// The user id travels in the {key} parameter, so that it is decoded and checked like
 	// every key (1 to 255 characters, no '/', no control characters).
-	r.Get("/read/transaction/{key}", httpapi.Handle(s.readTransactions))
-	r.Get("/read/document/{key}", httpapi.Handle(s.readDocument))
-	r.Get("/health", s.health)
-	httpapi.Stats(r, s.stats, "/stats")
+	r.Get("/read/transaction/{key}", httpapi.Handle(s.readTransactions), opReadTransactions)
+	r.Get("/read/document/{key}", httpapi.Handle(s.readDocument), opReadDocument)
+	r.Get("/health", s.health, opHealth)
+	r.Stats(httpapi.Handle(s.stats), opStats, "/stats")
 	s.handler = r
 	return s, nil
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/geo"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
@@ -67,12 +68,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		return nil, err
 	}
 	s := &Service{geo: router}
-	r := httpapi.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()})
-	r.Post("/write", httpapi.Handle(s.write))
-	r.Get("/read/{key}", httpapi.Handle(s.read))
-	r.Get("/regions", httpapi.Handle(s.regions))
-	r.Get("/health", s.health)
-	httpapi.Stats(r, s.stats, "/stats")
+	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()}, apiInfo)
+	r.Post("/write", httpapi.Handle(s.write), opWrite)
+	r.Get("/read/{key}", httpapi.Handle(s.read), opRead)
+	r.Get("/regions", httpapi.Handle(s.regions), opRegions)
+	r.Get("/health", s.health, opHealth)
+	r.Stats(httpapi.Handle(s.stats), opStats, "/stats")
 	s.handler = r
 	return s, nil
 }
