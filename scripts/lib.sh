@@ -496,7 +496,7 @@ ferretdb_build() {
 
 # ferretdb_start NAME PORT DIR BINARY PGURL: FerretDB BINARY on 127.0.0.1:PORT, keeping its
 # documents in the PostgreSQL database of PGURL (which must exist; FerretDB connects to it per
-# request, so it may come up later), pidfile DIR/ferretdb.pid, log DIR/ferretdb.log. No-op when
+# request; it waits up to 30 s at start for the database), pidfile DIR/ferretdb.pid, log DIR/ferretdb.log. No-op when
 # it already runs.
 ferretdb_start() {
 	local name=$1 port=$2 dir=$3 bin=$4 pgurl=$5

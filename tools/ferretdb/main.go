@@ -35,6 +35,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -77,6 +78,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("ferretdb", flag.ContinueOnError)
 	listenAddr := fs.String("listen-addr", "127.0.0.1:27017", "TCP `host:port` to listen on (port 0 picks a free port)")
 	pgURL := fs.String("postgresql-url", "", "PostgreSQL connection `URL` of the database holding the documents (required)")
+	pgWait := fs.Duration("postgresql-wait", 30*time.Second, "how long to wait at start for the PostgreSQL backend to accept connections")
 	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -97,6 +99,13 @@ func run(args []string) error {
 	if *pgURL == "" {
 		return errors.New("-postgresql-url is required")
 	}
+	backend, err := backendURL(*pgURL)
+	if err != nil {
+		return err
+	}
+	if err := installIDLookup(context.Background(), backend, *pgWait); err != nil {
+		return err
+	}
 
 	// ferretdb.New binds the listener, so the address is taken (and a busy
 	// port reported) before it returns.
@@ -104,7 +113,7 @@ func run(args []string) error {
 		Listener:      ferretdb.ListenerConfig{TCP: *listenAddr},
 		Logger:        logger,
 		Handler:       "postgresql",
-		PostgreSQLURL: *pgURL,
+		PostgreSQLURL: backend,
 	})
 	if err != nil {
 		return err
