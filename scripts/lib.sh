@@ -495,9 +495,8 @@ ferretdb_build() {
 }
 
 # ferretdb_start NAME PORT DIR BINARY PGURL: FerretDB BINARY on 127.0.0.1:PORT, keeping its
-# documents in the PostgreSQL database of PGURL (which must exist; FerretDB connects to it per
-# request; it waits up to 30 s at start for the database), pidfile DIR/ferretdb.pid, log DIR/ferretdb.log. No-op when
-# it already runs.
+# documents in the PostgreSQL database of PGURL (which must exist; FerretDB waits up to 30 s at
+# start for it), pidfile DIR/ferretdb.pid, log DIR/ferretdb.log. No-op when it already runs.
 ferretdb_start() {
 	local name=$1 port=$2 dir=$3 bin=$4 pgurl=$5
 	pid_alive "$dir/ferretdb.pid" "$bin" && return 0
