@@ -293,3 +293,35 @@ func TestServerRestart(t *testing.T) {
 	assert.Equal(t, `{"v":1}`, string(doc.Data))
 	require.NoError(t, s.Put(ctx, "k", mustParse(t, `{"v":3}`)))
 }
+
+// The store's look-ups by key, a find and the look-up that starts an upsert (the same filter,
+// {_id: key}), use an index: PostgreSQL's plan, as FerretDB's explain returns it, has no
+// sequential scan (layers/l8/README.md, "The document store's index"). 2,000 documents, so
+// that a scan would cost the planner more than the index.
+func TestLookupByKeyUsesAnIndex(t *testing.T) {
+	url, db := testenv.MongoURL(t)
+	s := open(t, url, db)
+	ctx := context.Background()
+	docs := make([]any, 2000)
+	for i := range docs {
+		key := fmt.Sprintf("k%d", i)
+		docs[i] = bson.D{{Key: "_id", Value: key}, {Key: "key", Value: key}, {Key: "data", Value: bson.D{}}}
+	}
+	coll := collection(t, url, db)
+	_, err := coll.InsertMany(ctx, docs)
+	require.NoError(t, err)
+	require.NoError(t, s.Put(ctx, "k1000", mustParse(t, `{"v":1}`)))
+
+	var res bson.M
+	cmd := bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: docstore.Collection},
+		{Key: "filter", Value: bson.D{{Key: "_id", Value: "k1000"}}}}}}
+	require.NoError(t, coll.Database().RunCommand(ctx, cmd).Decode(&res))
+	plan, err := bson.MarshalExtJSON(res["queryPlanner"], false, false)
+	require.NoError(t, err)
+	t.Logf("plan: %s", plan)
+	if !strings.Contains(string(plan), `"Plan"`) {
+		t.Skip("not FerretDB's PostgreSQL backend: no PostgreSQL plan to read")
+	}
+	assert.NotContains(t, string(plan), "Seq Scan")
+	assert.Contains(t, string(plan), "Index Scan")
+}
