@@ -7,14 +7,16 @@
 // the MongoDB protocol onto tables of a PostgreSQL database (one schema per
 // MongoDB database, one table per collection, a unique index on _id), so the
 // test runner and the local stack get a real MongoDB-compatible server from
-// one Go build (no cgo) and the PostgreSQL they already run.
+// one Go build (no cgo) and the PostgreSQL they already run. Before serving,
+// it installs in that database the index trigger of index.go, which makes
+// FerretDB's look-ups by _id use an index.
 //
 // It lives in its own Go module so that FerretDB's large dependency tree
 // stays out of the main module.
 //
 // Usage:
 //
-//	ferretdb -postgresql-url URL [-listen-addr 127.0.0.1:27017] [-log-level warn]
+//	ferretdb -postgresql-url URL [-postgresql-wait 30s] [-listen-addr 127.0.0.1:27017] [-log-level warn]
 //
 // Once the listener is bound, one line is written to standard output:
 //
