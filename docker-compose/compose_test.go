@@ -268,8 +268,8 @@ func TestValidatorCatchesBrokenFiles(t *testing.T) {
 		},
 		{
 			name:    "unpinned image",
-			old:     "image: redis:7-alpine",
-			new:     "image: redis:latest",
+			old:     "image: ${REDIS_IMAGE:-redis:7-alpine}",
+			new:     "image: ${REDIS_IMAGE:-redis:latest}",
 			problem: `image "redis:latest"`,
 		},
 		{
