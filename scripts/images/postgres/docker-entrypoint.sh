@@ -2,9 +2,9 @@
 # docker-entrypoint.sh of the postgres stand-in: what the official image's entrypoint does
 # where this project relies on it. On the first start (no cluster in $PGDATA) it creates one
 # owned by $POSTGRES_USER with $POSTGRES_PASSWORD (scram-sha-256 over TCP, trust on the local
-# socket), creates $POSTGRES_DB, and runs /docker-entrypoint-initdb.d/*.sh and *.sql against a
-# server that listens on the socket only. Then it runs the command (postgres by default) as
-# the postgres user.
+# socket), encoded UTF8 like the official image's, creates $POSTGRES_DB, and runs
+# /docker-entrypoint-initdb.d/*.sh and *.sql against a server that listens on the socket only.
+# Then it runs the command (postgres by default) as the postgres user.
 set -eu
 
 if [ "${1#-}" != "$1" ]; then
@@ -26,6 +26,7 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
 	pwfile=$(mktemp)
 	printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
 	initdb --username="$user" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 \
+		--encoding=UTF8 --locale=C.UTF-8 \
 		-D "$PGDATA" ${POSTGRES_INITDB_ARGS:-}
 	rm -f "$pwfile"
 	echo "listen_addresses = '*'" >>"$PGDATA/postgresql.conf"
