@@ -550,7 +550,7 @@ docker_compose_plugin() {
 		mkdir -p "$DBL_CACHE/bin"
 		(cd "$DBL_CACHE" && GOFLAGS= GOBIN="$DBL_CACHE/bin/build" go install "github.com/docker/compose/v2/cmd@$DBL_COMPOSE_VERSION") ||
 			die "go install of docker compose $DBL_COMPOSE_VERSION failed"
-		mv "$DBL_CACHE/bin/build/cmd" "$bin"
+		mv "$DBL_CACHE/bin/build/cmd" "$bin" && rmdir "$DBL_CACHE/bin/build"
 	fi
 	mkdir -p "$plugins"
 	ln -sf "$bin" "$plugins/docker-compose"
