@@ -197,7 +197,7 @@ if [[ $docker_part == docker ]]; then
 	wait "$tee_pid" 2>/dev/null || true
 	grep -E '^\s+up_test.go:[0-9]+: l[0-9]+: up ' "$work/compose-test.log" | sed 's/^ */    /' >&2 || true
 	docker_secs=$((SECONDS - docker_started))
-	say "Docker part: $( ((docker_rc == 0)) && echo PASS || echo FAIL) (exit $docker_rc); images ${images_secs}s, total ${docker_secs}s"
+	say "Docker part: $( ((docker_rc == 0)) && echo PASS || echo FAIL) (exit $docker_rc); engine and images ${images_secs}s, total ${docker_secs}s"
 	cat "$work/compose-test.log" >>"$work/go-test.log"
 	((rc != 0)) || rc=$docker_rc
 fi
