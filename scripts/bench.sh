@@ -20,7 +20,9 @@
 #   uniform-read  GET a key drawn uniformly from the KEYS keys k0…k(KEYS-1) preloaded before
 #   write         write a key never written before, every request
 #   mixed         70% uniform reads, 30% new-key writes, at random
-# Layer-specific request shapes (L8 documents, L10 API key) come from scripts/workloads.sh.
+# Layer-specific request shapes (L8 documents, L10 API key) come from scripts/workloads.sh. A
+# layer with a second path there (L8's transactions) gets rows of their own for it, target
+# "L8 transactions": uniform-read (a user's list), write and mixed, over WL_TX_USERS users.
 #
 # One layer at a time: `scripts/stack.sh up N`, preload, the four workloads, `scripts/stack.sh
 # down N`, then the next layer. The preload is skipped when the layer's data already holds it
@@ -201,12 +203,10 @@ record() {
 	"$LOADREPORT" record "${args[@]}" "${@:6}"
 }
 
-# workloads TARGET NAME NOTE PORT READ-PATH(KEY) WRITE-PATH WRITE-BODY(KEY,VALUE) [DRAIN-LAYER [KEYS]]:
-# the four workloads against one target; the uniform reads draw from KEYS keys (default -k).
-# Paths and bodies hold @KEY@/@VALUE@ (workloads.sh).
+# workloads TARGET NAME NOTE PORT READ-PATH(KEY) WRITE-PATH WRITE-BODY(KEY,VALUE) [DRAIN-LAYER]:
+# the four workloads against one target. Paths and bodies hold @KEY@/@VALUE@ (workloads.sh).
 workloads() {
 	local target=$1 name=$2 note=$3 base=http://127.0.0.1:$4 read=$5 wpath=$6 wbody=$7 drain=${8:-}
-	local keys=${9:-$keys}
 	local ukey="k{key:$keys}" wkey="lg-{run}-{n}" wvalue="v{n}" hot uniform body
 	hot=${read//@KEY@/hot}
 	uniform=${read//@KEY@/"$ukey"}
@@ -219,6 +219,33 @@ workloads() {
 	measure "$target" "$name" mixed "70 GET $uniform + 30 POST $wpath" "$note" "${WL_HEADERS[@]}" \
 		-spec "70 GET $base$uniform" -spec "30 POST $base$wpath $body"
 	[[ -z $drain ]] || wl_wait_drained "$drain" "$DRAIN_LIMIT" || true
+}
+
+# second_path N: layer N's second path (WL_TX_* in workloads.sh, e.g. L8's transactions) as
+# rows of its own, target "LN <path>": each of WL_TX_USERS users gets one write, then the list
+# read of a user drawn uniformly from them, a write for such a user (a new entry in its list),
+# and the 70/30 mix of both, which makes reads see lists that writes have just changed.
+second_path() {
+	local n=$1 base target users=$WL_TX_USERS user wpath body first read rc=0 note
+	base=http://127.0.0.1:$(wl_port "$n")
+	target="L$n ${WL_TX_NAME[n]}"
+	user="bench-u{key:$users}"
+	wpath=${WL_TX_WRITE_PATH[n]}
+	body=${WL_TX_WRITE_BODY[n]//@USER@/"$user"}
+	first=${WL_TX_WRITE_BODY[n]//@USER@/"bench-u{n}"}
+	read=${WL_TX_READ_PATH[n]//@USER@/"$user"}
+	note="${WL_TX_NAME[n]}: POST $wpath and GET ${WL_TX_READ_PATH[n]//@USER@/"{user}"} over $users users (bench-u0 … bench-u$((users - 1))), each given one write first; the uniform-read row reads their lists, not the preloaded keys."
+	say "$target: one write for each of $users users"
+	"$LOADGEN" run -c "$clients" -n "$users" -o json "${WL_HEADERS[@]}" -d "$first" \
+		"$base$wpath" >"$work/users.json" 2>"$work/err" || rc=$?
+	if ((rc != 0)) || ! "$LOADREPORT" parse -tool loadgen "$work/users.json" >/dev/null; then
+		show_log "$work/err" 5
+		note+=" Writing the users' first entries failed (loadgen exit $rc): some list reads may answer 404."
+	fi
+	measure "$target" "" uniform-read "GET $read" "$note" "${WL_HEADERS[@]}" "$base$read"
+	measure "$target" "" write "POST $wpath" "$note" "${WL_HEADERS[@]}" -d "$body" "$base$wpath"
+	measure "$target" "" mixed "70 GET $read + 30 POST $wpath" "$note" "${WL_HEADERS[@]}" \
+		-spec "70 GET $base$read" -spec "30 POST $base$wpath $body"
 }
 
 not_measured() { # TARGET NAME NOTE REASON
@@ -316,17 +343,14 @@ for n in "${layers[@]}"; do
 		not_measured "L$n" "$name" "${note# }" "GET /health answered ${status:-nothing}"
 	else
 		wl_headers "$n"
-		layer_keys=$(wl_keys "$n" "$keys")
-		if ((layer_keys < keys)); then
-			note+=" Uniform reads over $layer_keys keys, not $keys: ${WL_KEYS_WHY[n]}."
-		fi
-		preload_note=$(preload "$n" "$layer_keys")
+		preload_note=$(preload "$n" "$keys")
 		[[ -n $preload_note ]] && note+=" $preload_note"
 		note=${note# }
 		drain=
 		[[ -n ${WL_DRAIN[n]:-} ]] && drain=$n
 		workloads "L$n" "$name" "$note" "$port" "$(wl_read_path "$n" @KEY@)" "$(wl_write_path "$n")" \
-			"${WL_WRITE_BODY[n]:-$WL_DEFAULT_WRITE_BODY}" "$drain" "$layer_keys"
+			"${WL_WRITE_BODY[n]:-$WL_DEFAULT_WRITE_BODY}" "$drain"
+		[[ -z ${WL_TX_NAME[n]:-} ]] || second_path "$n"
 	fi
 	if [[ -n $brought_up ]]; then
 		timeout "$DOWN_LIMIT" "$REPO/scripts/stack.sh" down "$n" >"$work/down.log" 2>&1 ||

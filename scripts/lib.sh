@@ -485,7 +485,8 @@ redis_stop() {
 
 # ---------------------------------------------------------------------------------------------
 # FerretDB: MongoDB is not packaged in Debian; tools/ferretdb (its own Go module) embeds a
-# FerretDB v1 with its SQLite backend, a real MongoDB wire-protocol server.
+# FerretDB v1 with its PostgreSQL backend, a real MongoDB wire-protocol server whose documents
+# live in a PostgreSQL database (indexed on _id).
 
 # ferretdb_build REPO OUT: build REPO/tools/ferretdb into the binary OUT.
 ferretdb_build() {
@@ -493,15 +494,16 @@ ferretdb_build() {
 	(cd "$1/tools/ferretdb" && go build -o "$2" .) || die "go build of tools/ferretdb failed"
 }
 
-# ferretdb_start NAME PORT DIR BINARY: FerretDB BINARY on 127.0.0.1:PORT, its SQLite files in
-# DIR/state, pidfile DIR/ferretdb.pid, log DIR/ferretdb.log. No-op when it already runs.
+# ferretdb_start NAME PORT DIR BINARY PGURL: FerretDB BINARY on 127.0.0.1:PORT, keeping its
+# documents in the PostgreSQL database of PGURL (which must exist; FerretDB waits up to 30 s at
+# start for it), pidfile DIR/ferretdb.pid, log DIR/ferretdb.log. No-op when it already runs.
 ferretdb_start() {
-	local name=$1 port=$2 dir=$3 bin=$4
+	local name=$1 port=$2 dir=$3 bin=$4 pgurl=$5
 	pid_alive "$dir/ferretdb.pid" "$bin" && return 0
 	port_in_use "$port" && die "$name: port $port is taken by a process this script did not start"
 	say "$name: starting FerretDB on 127.0.0.1:$port"
 	proc_start "$dir" "$dir/ferretdb.pid" "$dir/ferretdb.log" \
-		"$bin" -listen-addr "127.0.0.1:$port" -state-dir "$dir/state"
+		"$bin" -listen-addr "127.0.0.1:$port" -postgresql-url "$pgurl"
 	if ! wait_for_port "$port" 30 "$dir/ferretdb.pid"; then
 		show_log "$dir/ferretdb.log"
 		die "$name: FerretDB did not come up on port $port"

@@ -21,7 +21,8 @@
 #   replica  NAME PORT PRIMARY           hot-standby streaming replica of the pg named PRIMARY
 #                                        (declared earlier), cloned once with pg_basebackup
 #   redis    NAME PORT [REDIS-ARG...]    redis-server, e.g. `redis l6-redis 6383 --appendonly yes`
-#   ferretdb NAME PORT                   MongoDB wire-protocol server (tools/ferretdb, SQLite)
+#   ferretdb NAME PORT POSTGRESQL-URL    MongoDB wire-protocol server (tools/ferretdb) keeping its
+#                                        documents in that PostgreSQL database (a pg row's)
 #   service  NAME PORT [VAR=VALUE...]    HTTP binary NAME (built from cmd/NAME) with HOST=127.0.0.1
 #                                        PORT=PORT and these variables; `up` waits for /health
 #   process  NAME [VAR=VALUE...]         background binary NAME (a worker, a projector): no port
@@ -91,7 +92,7 @@ redis() {
 	add_row redis "$@"
 }
 ferretdb() {
-	(($# == 2)) || die "$DECLARING: usage: ferretdb NAME PORT"
+	(($# == 3)) || die "$DECLARING: usage: ferretdb NAME PORT POSTGRESQL-URL"
 	add_row ferretdb "$@"
 }
 service() {
@@ -290,7 +291,7 @@ up_row() {
 		pg_replica_start "$name" "$port" "$dir" "${ROW_PORT[primary]}"
 		;;
 	redis) redis_start "$name" "$port" "$dir" "${ARGS[@]}" ;;
-	ferretdb) ferretdb_start "$name" "$port" "$dir" "$(row_binary "$i")" ;;
+	ferretdb) ferretdb_start "$name" "$port" "$dir" "$(row_binary "$i")" "${ARGS[0]}" ;;
 	service)
 		[[ -z $owner ]] && say "$name: starting on 127.0.0.1:$port"
 		start_binary "$i" HOST=127.0.0.1 PORT="$port" "${ARGS[@]}" "$(row_binary "$i")"

@@ -12,7 +12,7 @@
 #
 # From a fresh Debian machine it installs what is missing (PostgreSQL, Redis, a C compiler for
 # -race) with apt-get. The servers run from a `mktemp -d` directory on free ports in 20000-31999,
-# bound to 127.0.0.1, so a running dev stack (.stack, ports 5432-5454/6379-6392/8000-8011) is
+# bound to 127.0.0.1, so a running dev stack (.stack, ports 5432-5455/6379-6392/8000-8011) is
 # never touched; the variables a dev shell may point at it are unset for the run. Tests find the
 # servers through:
 #
@@ -20,8 +20,10 @@
 #   DBLAYERS_TEST_REDIS_URL     redis://127.0.0.1:PORT, 4096 databases, no persistence
 #   DBLAYERS_TEST_PG_BIN        PostgreSQL bin directory (fault tests run private clusters)
 #   DBLAYERS_TEST_REDIS_SERVER  path of redis-server (fault tests run private servers)
-#   DBLAYERS_TEST_MONGO_URL     mongodb://127.0.0.1:PORT/ of a FerretDB (MongoDB wire protocol)
-#   DBLAYERS_TEST_FERRETDB      the FerretDB binary (fault tests run private servers)
+#   DBLAYERS_TEST_MONGO_URL     mongodb://127.0.0.1:PORT/ of a FerretDB (MongoDB wire protocol),
+#                               its documents in the database "ferretdb" of that PostgreSQL server
+#   DBLAYERS_TEST_FERRETDB      the FerretDB binary (fault tests run private servers, each on a
+#                               database of its own there)
 #
 # The Docker part follows a run of the whole suite (./...), or any run with --docker: it builds
 # the local stand-in images (scripts/images.sh), then brings up every docker-compose/lN.yml as
@@ -119,16 +121,18 @@ free_port pg_port
 DBL_PG_HOST_AUTH=md5 DBL_PG_SETTINGS="fsync = off
 synchronous_commit = off
 full_page_writes = off
-max_connections = 400" pg_init_start test-pg "$pg_port" "$work/pg"
+max_connections = 400" pg_init_start test-pg "$pg_port" "$work/pg" ferretdb
 
 free_port redis_port
 redis_start test-redis "$redis_port" "$work/redis" --databases 4096 --save "" --appendonly no
 
 # The MongoDB-compatible server: FerretDB from tools/ferretdb (its own Go module; MongoDB itself
-# is not in Debian).
+# is not in Debian), on the database "ferretdb" of the test cluster. Tests that stop the document
+# store stop a private FerretDB (testenv.StartMongo), never this cluster.
 ferretdb_build "$REPO" "$work/bin/ferretdb"
 free_port mongo_port
-ferretdb_start test-ferretdb "$mongo_port" "$work/mongo" "$work/bin/ferretdb"
+ferretdb_start test-ferretdb "$mongo_port" "$work/mongo" "$work/bin/ferretdb" \
+	"postgres://$DBL_PG_USER:$DBL_PG_PASSWORD@127.0.0.1:$pg_port/ferretdb?sslmode=disable"
 
 export DBLAYERS_TEST_PG_URL="postgres://$DBL_PG_USER:$DBL_PG_PASSWORD@127.0.0.1:$pg_port/postgres?sslmode=disable"
 export DBLAYERS_TEST_REDIS_URL="redis://127.0.0.1:$redis_port"

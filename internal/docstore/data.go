@@ -37,9 +37,11 @@ func ValueData(value string) Data { return Data{doc: bson.D{{Key: "value", Value
 // kinds: integers become int32 or int64, other numbers doubles. It refuses, with an
 // *InvalidDataError, what MongoDB cannot store as sent: a field name that starts with '$',
 // contains '.' or NUL, or is empty; an integer beyond 64 bits; a number beyond a double's
-// range; nesting deeper than MaxDepth; an array directly inside an array (FerretDB, the
-// local MongoDB, cannot store those, and the code keeps to what both servers support:
-// [{"a":[1]}] is fine, [[1]] is not). A field given twice keeps its last value (as
+// range; nesting deeper than MaxDepth. It also refuses what FerretDB, the local MongoDB,
+// cannot store, as the code keeps to what both servers support: an array directly inside
+// an array ([{"a":[1]}] is fine, [[1]] is not), and a string holding NUL (U+0000), which
+// the PostgreSQL jsonb under FerretDB cannot hold (as the request strings of
+// httpapi.Body, and PostgreSQL's text, cannot either). A field given twice keeps its last value (as
 // encoding/json does) at its first position.
 func ParseData(raw []byte) (Data, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -110,7 +112,12 @@ func decodeValue(dec *json.Decoder, path []any) (any, error) {
 		return doc, err
 	case json.Number:
 		return number(v, path)
-	default: // string, bool, nil
+	case string:
+		if strings.ContainsRune(v, 0) {
+			return nil, &InvalidDataError{Path: path, Reason: "strings must not contain NUL"}
+		}
+		return v, nil
+	default: // bool, nil
 		return v, nil
 	}
 }

@@ -5,9 +5,8 @@
 // JSON object, created_at is set when the key is first written and kept, updated_at
 // changes on every write (BSON dates, millisecond precision). The key is also the _id, so
 // every lookup and upsert is an _id equality: the primary index on MongoDB, and on the
-// local FerretDB the only filter its SQLite backend evaluates inside SQLite (any other
-// filter decodes the whole collection in Go; measured 3-4 times slower at 2,000
-// documents). key keeps the original's field, with a unique index. Both indexes make an
+// local FerretDB (PostgreSQL backend) a filter it pushes down to PostgreSQL, answered by the
+// _id index tools/ferretdb adds (layers/l8/README.md, "The document store's index"). key keeps the original's field, with a unique index. Both indexes make an
 // upsert the only way a key is ever written, so concurrent first writes of one key cannot
 // leave two documents (the original had no index at all): an upsert that loses the race
 // to insert gets a duplicate-key error and is retried, and then updates the winner's
@@ -59,7 +58,7 @@ type Options struct {
 	StartupTimeout   time.Duration `env:"MONGODB_STARTUP_TIMEOUT" default:"30s"`  // how long start-up waits for MongoDB
 	// Connections to keep open, and at most. Waiting for a connection counts against
 	// Timeout, so the pool keeps a few warm for bursts, and stays small: requests queue for
-	// a connection instead of piling on the server (FerretDB runs writes one at a time).
+	// a connection instead of piling on the server.
 	MinPoolSize int `env:"MONGODB_POOL_MIN_SIZE" default:"4"`
 	MaxPoolSize int `env:"MONGODB_POOL_MAX_SIZE" default:"16"`
 }

@@ -22,6 +22,8 @@ import (
 //
 //	DBLAYERS_TEST_MONGO_URL   a MongoDB-compatible server (FerretDB locally); each test gets a database
 //	DBLAYERS_TEST_FERRETDB    a built tools/ferretdb binary, for tests that start private servers
+//	                          (each keeps its documents in a database of its own on the shared
+//	                          PostgreSQL server, DBLAYERS_TEST_PG_URL)
 const (
 	EnvMongoURL = "DBLAYERS_TEST_MONGO_URL"
 	EnvFerretDB = "DBLAYERS_TEST_FERRETDB"
@@ -55,46 +57,34 @@ func dropMongoDatabase(ctx context.Context, url, database string) error {
 	return client.Database(database).Drop(ctx)
 }
 
-// MongoServer is a private FerretDB (tools/ferretdb: the MongoDB wire protocol over SQLite)
-// that a test can stop and start; its data survives a restart.
+// MongoServer is a private FerretDB (tools/ferretdb: the MongoDB wire protocol over a
+// PostgreSQL database) that a test can stop and start; its data survives a restart. Stopping it
+// stops the document store alone: its PostgreSQL database stays up.
 type MongoServer struct {
-	Port int
-	Dir  string // state directory (SQLite files) and log
-	bin  string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
+	Port  int
+	Dir   string // the server's log
+	pgURL string // the PostgreSQL database holding its documents
+	bin   string
+	cmd   *exec.Cmd
+	done  chan struct{} // closed when cmd has exited
 }
 
-// StartMongo starts a FerretDB from DBLAYERS_TEST_FERRETDB on a free port with its own
-// state directory (in memory when /dev/shm is there). It is killed, and its state removed,
-// when t ends.
+// StartMongo starts a FerretDB from DBLAYERS_TEST_FERRETDB on a free port, keeping its
+// documents in a database of its own on the shared test PostgreSQL server (PostgresURL). It is
+// killed, and its log and database removed, when t ends.
 func StartMongo(t testing.TB) *MongoServer {
 	t.Helper()
 	bin := os.Getenv(EnvFerretDB)
 	if bin == "" {
 		Missing(t, "%s is not set", EnvFerretDB)
 	}
-	dir, err := os.MkdirTemp(memoryDir(), "dbl-ferretdb-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &MongoServer{Port: FreePort(t), Dir: dir, bin: bin}
-	t.Cleanup(func() {
-		s.kill(syscall.SIGKILL, 0)
-		os.RemoveAll(dir)
-	})
+	pgURL := PostgresURL(t)
+	dir := t.TempDir()
+	s := &MongoServer{Port: FreePort(t), Dir: dir, pgURL: pgURL, bin: bin}
+	// Registered after PostgresURL's cleanup, so it runs before the database is dropped.
+	t.Cleanup(func() { s.kill(syscall.SIGKILL, 0) })
 	s.Start(t)
 	return s
-}
-
-// memoryDir is /dev/shm when it is a writable directory (tmpfs), else the default temporary
-// directory. SQLite syncs every commit to disk, which makes FerretDB on a busy disk slow;
-// a throw-away test server needs no durability beyond a process restart.
-func memoryDir() string {
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() && syscall.Access("/dev/shm", 2) == nil {
-		return "/dev/shm"
-	}
-	return ""
 }
 
 // URL is the server's connection URL.
@@ -111,7 +101,7 @@ func (s *MongoServer) Start(t testing.TB) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	cmd := exec.Command(s.bin, "-listen-addr", "127.0.0.1:"+strconv.Itoa(s.Port), "-state-dir", filepath.Join(s.Dir, "state"))
+	cmd := exec.Command(s.bin, "-listen-addr", "127.0.0.1:"+strconv.Itoa(s.Port), "-postgresql-url", s.pgURL)
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,20 +1,22 @@
-// Command ferretdb runs an embedded FerretDB v1 server with its SQLite
+// Command ferretdb runs an embedded FerretDB v1 server with its PostgreSQL
 // backend, speaking the MongoDB wire protocol on a loopback address.
 //
 // It exists because MongoDB itself is not packaged in Debian and this
 // project's machines can reach no download site for it, while the code under
 // test talks to MongoDB through the official Go driver. FerretDB translates
-// the MongoDB protocol onto SQLite files in a state directory, so the test
-// runner and the local stack get a real MongoDB-compatible server from one
-// Go build, with no cgo (the SQLite driver, modernc.org/sqlite, is pure Go)
-// and no external service.
+// the MongoDB protocol onto tables of a PostgreSQL database (one schema per
+// MongoDB database, one table per collection, a unique index on _id), so the
+// test runner and the local stack get a real MongoDB-compatible server from
+// one Go build (no cgo) and the PostgreSQL they already run. Before serving,
+// it installs in that database the index trigger of index.go, which makes
+// FerretDB's look-ups by _id use an index.
 //
 // It lives in its own Go module so that FerretDB's large dependency tree
 // stays out of the main module.
 //
 // Usage:
 //
-//	ferretdb [-listen-addr 127.0.0.1:27017] [-state-dir DIR] [-log-level warn]
+//	ferretdb -postgresql-url URL [-postgresql-wait 30s] [-listen-addr 127.0.0.1:27017] [-log-level warn]
 //
 // Once the listener is bound, one line is written to standard output:
 //
@@ -22,7 +24,7 @@
 //
 // so a caller may start it with port 0 and read the chosen address there.
 // It runs until SIGINT or SIGTERM, then closes the listener, waits for open
-// connections to finish, closes the SQLite databases and exits 0.
+// connections to finish, closes its PostgreSQL connections and exits 0.
 package main
 
 import (
@@ -33,9 +35,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -77,7 +79,8 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("ferretdb", flag.ContinueOnError)
 	listenAddr := fs.String("listen-addr", "127.0.0.1:27017", "TCP `host:port` to listen on (port 0 picks a free port)")
-	stateDir := fs.String("state-dir", "ferretdb-state", "`directory` holding the SQLite files (created if missing)")
+	pgURL := fs.String("postgresql-url", "", "PostgreSQL connection `URL` of the database holding the documents (required)")
+	pgWait := fs.Duration("postgresql-wait", 30*time.Second, "how long to wait at start for the PostgreSQL backend to accept connections")
 	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -95,18 +98,24 @@ func run(args []string) error {
 	}
 	logger := slog.New(demoteResponseDumps{slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})})
 
-	sqliteURL, err := prepareStateDir(*stateDir)
+	if *pgURL == "" {
+		return errors.New("-postgresql-url is required")
+	}
+	backend, err := backendURL(*pgURL)
 	if err != nil {
+		return err
+	}
+	if err := installIDLookup(context.Background(), backend, *pgWait); err != nil {
 		return err
 	}
 
 	// ferretdb.New binds the listener, so the address is taken (and a busy
 	// port reported) before it returns.
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: *listenAddr},
-		Logger:    logger,
-		Handler:   "sqlite",
-		SQLiteURL: sqliteURL,
+		Listener:      ferretdb.ListenerConfig{TCP: *listenAddr},
+		Logger:        logger,
+		Handler:       "postgresql",
+		PostgreSQLURL: backend,
 	})
 	if err != nil {
 		return err
@@ -124,25 +133,4 @@ func run(args []string) error {
 	fmt.Printf("ferretdb ready: %s\n", f.MongoDBURI())
 
 	return f.Run(ctx)
-}
-
-// prepareStateDir creates dir if needed and returns the SQLite URI for it in
-// the form FerretDB expects: "file:" + absolute directory + "/".
-func prepareStateDir(dir string) (string, error) {
-	if dir == "" {
-		return "", errors.New("-state-dir must not be empty")
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", fmt.Errorf("-state-dir: %w", err)
-	}
-	// The directory is passed inside a URI; refuse characters that the URI
-	// parser would read as a query, fragment or escape.
-	if strings.ContainsAny(abs, "?#%") {
-		return "", fmt.Errorf("-state-dir %q: path must not contain '?', '#' or '%%'", abs)
-	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return "", fmt.Errorf("-state-dir: %w", err)
-	}
-	return "file:" + abs + "/", nil
 }
