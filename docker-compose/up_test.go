@@ -130,7 +130,7 @@ func up(t *testing.T, l layer) *stack {
 		extra["api"] = append(extra["api"], "    environment:", `      RATE_LIMIT_REQUESTS: "1000000"`)
 	}
 	if l.n == 8 && !mongoAuth() {
-		t.Logf("MONGO_IMAGE=%s has no users (FerretDB, SQLite backend, no SCRAM): the api connects without credentials", os.Getenv("MONGO_IMAGE"))
+		t.Logf("MONGO_IMAGE=%s has no users (FerretDB v1 refuses SCRAM-SHA-1): the api connects without credentials", os.Getenv("MONGO_IMAGE"))
 		extra["api"] = append(extra["api"], "    environment:", `      MONGODB_URL: "mongodb://mongodb:27017/"`)
 	}
 	var ov strings.Builder

@@ -12,7 +12,7 @@
 #
 #   POSTGRES_IMAGE    dblayers-local/postgres:15      postgres:15-alpine
 #   REDIS_IMAGE       dblayers-local/redis:7          redis:7-alpine
-#   MONGO_IMAGE       dblayers-local/mongo:7          mongo:7 (FerretDB from tools/ferretdb)
+#   MONGO_IMAGE       dblayers-local/mongo:7          mongo:7 (FerretDB on PostgreSQL)
 #   PROMETHEUS_IMAGE  dblayers-local/prometheus:2     prom/prometheus
 #   GOLANG_IMAGE      dblayers-local/golang:1.26      golang:1.26 (with the modules of go.sum)
 #   RUNTIME_IMAGE     dblayers-local/static:nonroot   gcr.io/distroless/static-debian12:nonroot
@@ -65,10 +65,11 @@ hash_of() {
 	find "$@" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | cut -d' ' -f1 | sha256sum | cut -d' ' -f1
 }
 
-# build IMAGE CONTEXT HASH: docker build CONTEXT (its Dockerfile FROM the Debian base) as IMAGE.
-# The classic builder is enough for these Dockerfiles and needs no buildx.
+# build IMAGE CONTEXT HASH [BASE]: docker build CONTEXT (its Dockerfile FROM BASE, by default
+# the Debian base) as IMAGE. The classic builder is enough for these Dockerfiles and needs no
+# buildx.
 build() {
-	DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$BASE_IMAGE" --label "$LABEL=$3" -t "$1" "$2" >/dev/null ||
+	DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=${4:-$BASE_IMAGE}" --label "$LABEL=$3" -t "$1" "$2" >/dev/null ||
 		die "docker build of $1 failed"
 }
 
@@ -96,14 +97,15 @@ packaged() {
 	fresh "$image" "$hash" || build "$image" "$dir" "$hash"
 }
 
-# The mongo stand-in: FerretDB and the mongosh health check, built on this machine.
+# The mongo stand-in: FerretDB and the mongosh health check, built on this machine, on the
+# postgres stand-in (FerretDB keeps its documents in PostgreSQL).
 mongo() {
-	local image=$1 ctx=$work/mongo hash
+	local image=$1 base=$2 ctx=$work/mongo hash
 	cp -r "$RECIPES/mongo" "$ctx"
 	(cd "$REPO/tools/ferretdb" && CGO_ENABLED=0 go build -trimpath -o "$ctx/ferretdb" .) || die "go build of tools/ferretdb failed"
 	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -o "$ctx/mongosh" ./tools/mongosh) || die "go build of tools/mongosh failed"
-	hash=$(printf '%s %s' "$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")" "$(hash_of "$ctx")" | sha256sum | cut -d' ' -f1)
-	fresh "$image" "$hash" || build "$image" "$ctx" "$hash"
+	hash=$(printf '%s %s' "$(docker image inspect -f '{{.Id}}' "$base")" "$(hash_of "$ctx")" | sha256sum | cut -d' ' -f1)
+	fresh "$image" "$hash" || build "$image" "$ctx" "$hash" "$base"
 }
 
 # The golang stand-in: this machine's Go, and the modules of go.sum in its module cache.
@@ -145,7 +147,7 @@ base
 packaged dblayers-local/postgres:15 postgres
 packaged dblayers-local/redis:7 redis
 packaged dblayers-local/prometheus:2 prometheus
-mongo dblayers-local/mongo:7
+mongo dblayers-local/mongo:7 dblayers-local/postgres:15
 golang dblayers-local/golang:1.26
 static dblayers-local/static:nonroot
 say "local images ready in $((SECONDS - started))s"
