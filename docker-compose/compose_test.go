@@ -268,8 +268,8 @@ func TestValidatorCatchesBrokenFiles(t *testing.T) {
 		},
 		{
 			name:    "unpinned image",
-			old:     "image: redis:7-alpine",
-			new:     "image: redis:latest",
+			old:     "image: ${REDIS_IMAGE:-redis:7-alpine}",
+			new:     "image: ${REDIS_IMAGE:-redis:latest}",
 			problem: `image "redis:latest"`,
 		},
 		{
@@ -606,14 +606,18 @@ func layerNames(tb testing.TB, pattern string) []string {
 }
 
 // stackPorts returns the ports a scripts/stack/lN.sh declares: the PORT of its pg, replica,
-// redis, ferretdb and service lines (see scripts/stack.sh).
+// redis, ferretdb and service lines (see scripts/stack.sh), less the PostgreSQL a ferretdb line
+// stores its documents in.
 func stackPorts(tb testing.TB, path string) []uint32 {
 	tb.Helper()
 	f, err := os.Open(path)
 	require.NoError(tb, err)
 	defer f.Close()
 
+	// The PostgreSQL that a ferretdb line keeps its documents in belongs to the local mongo
+	// stand-in: compose's mongo service has no such server of its own.
 	var ports []uint32
+	mongoStore := map[uint32]bool{}
 	var line string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -630,9 +634,16 @@ func stackPorts(tb testing.TB, path string) []uint32 {
 		port, err := strconv.ParseUint(fields[2], 10, 32)
 		require.NoError(tb, err, "%s: %s", path, strings.Join(fields, " "))
 		ports = append(ports, uint32(port))
+		if fields[0] == "ferretdb" && len(fields) > 3 {
+			u, err := url.Parse(fields[3])
+			require.NoError(tb, err, "%s: %s", path, strings.Join(fields, " "))
+			store, err := strconv.ParseUint(u.Port(), 10, 32)
+			require.NoError(tb, err, "%s: %s", path, strings.Join(fields, " "))
+			mongoStore[uint32(store)] = true
+		}
 	}
 	require.NoError(tb, sc.Err())
-	return ports
+	return slices.DeleteFunc(ports, func(p uint32) bool { return mongoStore[p] })
 }
 
 // isMonitoring reports whether service is one of the monitoring servers of layer name ("lN").

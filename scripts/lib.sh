@@ -541,3 +541,47 @@ ferretdb_start() {
 ferretdb_stop() {
 	proc_stop "$1/ferretdb.pid" 15 ferretdb
 }
+
+# ---------------------------------------------------------------------------------------------
+# Docker (the Docker part of scripts/test.sh)
+
+# Compose v2 is not packaged in Debian: it is built from the Go module proxy once and kept
+# outside the clone, so later runs (and later clones) reuse the binary.
+DBL_COMPOSE_VERSION=v2.28.1
+DBL_CACHE=${DBL_CACHE:-$( ((EUID == 0)) && echo /var/cache/dblayers || echo "${XDG_CACHE_HOME:-$HOME/.cache}/dblayers")}
+
+# docker_engine: make `docker info` answer: install docker.io when dockerd is missing, and start
+# dockerd detached (its log in $DBL_CACHE/dockerd.log) when none answers. Fails with the reason.
+docker_engine() {
+	local i
+	docker info >/dev/null 2>&1 && return 0
+	command -v dockerd >/dev/null 2>&1 || apt_install docker.io
+	((EUID == 0)) || die "no Docker engine answers, and only root may start dockerd here"
+	mkdir -p "$DBL_CACHE"
+	say "starting dockerd (log $DBL_CACHE/dockerd.log)"
+	# Detached (its own session, no inherited descriptors): it outlives this script on purpose.
+	setsid dockerd >"$DBL_CACHE/dockerd.log" 2>&1 </dev/null 9>&- &
+	for ((i = 0; i < 300; i++)); do
+		docker info >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	show_log "$DBL_CACHE/dockerd.log"
+	die "dockerd did not answer within 60 s"
+}
+
+# docker_compose_plugin: make `docker compose` (v2) work, building it when missing.
+docker_compose_plugin() {
+	local bin=$DBL_CACHE/bin/docker-compose-$DBL_COMPOSE_VERSION plugins=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
+	docker compose version >/dev/null 2>&1 && return 0
+	command -v docker >/dev/null 2>&1 || apt_install docker.io
+	if [[ ! -x $bin ]]; then
+		say "building docker compose $DBL_COMPOSE_VERSION from the Go module proxy into $bin (minutes, once)"
+		mkdir -p "$DBL_CACHE/bin"
+		(cd "$DBL_CACHE" && GOFLAGS= GOBIN="$DBL_CACHE/bin/build" go install "github.com/docker/compose/v2/cmd@$DBL_COMPOSE_VERSION") ||
+			die "go install of docker compose $DBL_COMPOSE_VERSION failed"
+		mv "$DBL_CACHE/bin/build/cmd" "$bin" && rmdir "$DBL_CACHE/bin/build"
+	fi
+	mkdir -p "$plugins"
+	ln -sf "$bin" "$plugins/docker-compose"
+	docker compose version >/dev/null 2>&1 || die "docker compose does not run ($bin)"
+}

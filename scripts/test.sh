@@ -7,6 +7,8 @@
 #   scripts/test.sh                              go test -race -count=1 -timeout 30m ./...
 #   scripts/test.sh -run TestRead -v             extra flags go to go test (a later -timeout wins)
 #   scripts/test.sh -- ./docker-compose/...      packages after `--` replace ./...
+#   scripts/test.sh --docker -- ./internal/pgstore/   also run the Docker part (below)
+#   scripts/test.sh --no-docker                  skip the Docker part
 #
 # From a fresh Debian machine it installs what is missing (PostgreSQL, Redis, a C compiler for
 # -race) with apt-get. The servers run from a `mktemp -d` directory on free ports in 20000-31999,
@@ -23,7 +25,14 @@
 #   DBLAYERS_TEST_FERRETDB      the FerretDB binary (fault tests run private servers, each on a
 #                               database of its own there)
 #
-# Exits with go test's status.
+# The Docker part follows a run of the whole suite (./...), or any run with --docker: it builds
+# the local stand-in images (scripts/images.sh), then brings up every docker-compose/lN.yml as
+# its own project on remapped ports and checks it (TestComposeUp in docker-compose/up_test.go),
+# removing every container, network and volume it made. Under CI=true it installs docker.io,
+# starts dockerd and builds the compose plugin when missing, and fails if it gets no engine;
+# elsewhere it runs when an engine answers and says so when it skips.
+#
+# Exits with go test's status (the first failing part's).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,12 +41,20 @@ source "$REPO/scripts/lib.sh"
 
 go_flags=(-race -count=1 -timeout 30m)
 packages=(./...)
+docker_part=auto
 while (($#)); do
 	if [[ $1 == -- ]]; then
 		shift
-		(($#)) && packages=("$@")
+		(($#)) && packages=("$@") && [[ $docker_part == auto ]] && docker_part=no
 		break
 	fi
+	case $1 in
+	--docker | --no-docker)
+		[[ $1 == --docker ]] && docker_part=docker || docker_part=no
+		shift
+		continue
+		;;
+	esac
 	go_flags+=("$1")
 	shift
 done
@@ -70,8 +87,23 @@ cleanup() {
 		ferretdb_stop "$work/mongo" || say "could not stop the test FerretDB cleanly"
 		rm -rf "$work" 2>/dev/null || rm -rf "$work" || say "could not remove $work"
 	fi
+	compose_cleanup
 	exit "$rc"
 }
+# compose_cleanup: remove what a Docker part left (containers, networks, volumes of the
+# dblayers-test-lN projects), whatever stopped it.
+# shellcheck disable=SC2317
+compose_cleanup() {
+	local project
+	((compose_started)) || return 0
+	for project in $(docker ps -a --format '{{.Label "com.docker.compose.project"}}' | grep '^dblayers-test-l' | sort -u); do
+		say "removing leftover compose project $project"
+		docker compose --project-name "$project" down -v --remove-orphans --timeout 10 >/dev/null 2>&1 ||
+			say "could not remove $project"
+	done
+}
+compose_started=0
+
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -136,6 +168,44 @@ gotest_pid=
 exec {out_fd}>&-
 wait "$tee_pid" 2>/dev/null || true
 
+# The Docker part: decide, get an engine, build the stand-ins, run the compose checks.
+docker_secs=0
+if [[ $docker_part == auto && ${CI:-} == true ]]; then
+	docker_part=docker
+elif [[ $docker_part == auto ]]; then
+	if docker info >/dev/null 2>&1; then
+		docker_part=docker
+	else
+		say "Docker part skipped: no Docker engine answers (--docker starts one)"
+	fi
+elif [[ $docker_part == no ]]; then
+	say "Docker part skipped (a package list or --no-docker)"
+fi
+if [[ $docker_part == docker ]]; then
+	docker_started=$SECONDS
+	docker_engine
+	docker_compose_plugin
+	say "building the local stand-in images (scripts/images.sh)"
+	eval "$("$REPO/scripts/images.sh")"
+	images_secs=$((SECONDS - docker_started))
+	say "go test -count=1 -timeout 60m -run TestComposeUp -v ./docker-compose/"
+	compose_started=1
+	exec {out_fd}> >(tee "$work/compose-test.log")
+	tee_pid=$!
+	DBLAYERS_TEST_COMPOSE=1 setsid go test -count=1 -timeout 60m -run TestComposeUp -v ./docker-compose/ >&"$out_fd" 2>&1 &
+	gotest_pid=$!
+	docker_rc=0
+	wait "$gotest_pid" || docker_rc=$?
+	gotest_pid=
+	exec {out_fd}>&-
+	wait "$tee_pid" 2>/dev/null || true
+	grep -E '^\s+up_test.go:[0-9]+: l[0-9]+: up ' "$work/compose-test.log" | sed 's/^ */    /' >&2 || true
+	docker_secs=$((SECONDS - docker_started))
+	say "Docker part: $( ((docker_rc == 0)) && echo PASS || echo FAIL) (exit $docker_rc); engine and images ${images_secs}s, total ${docker_secs}s"
+	cat "$work/compose-test.log" >>"$work/go-test.log"
+	((rc != 0)) || rc=$docker_rc
+fi
+
 ok=$(grep -c '^ok ' "$work/go-test.log" || true)
 failed=$(grep -cE '^FAIL[[:space:]]' "$work/go-test.log" || true)
 notests=$(grep -c '^? ' "$work/go-test.log" || true)
@@ -143,5 +213,5 @@ failed_tests=$(grep -c -- '--- FAIL:' "$work/go-test.log" || true)
 verdict=PASS
 ((rc == 0)) || verdict=FAIL
 echo "test.sh: $verdict (go test exit $rc): packages ok $ok, failed $failed, without tests $notests;" \
-	"failed tests $failed_tests; setup ${setup_secs}s, total $((SECONDS - started))s"
+	"failed tests $failed_tests; setup ${setup_secs}s, Docker part ${docker_secs}s, total $((SECONDS - started))s"
 exit "$rc"
