@@ -22,6 +22,7 @@ import (
 	mongodriver "go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/auth"
 	"github.com/dblayers/dblayers/internal/layertest"
 	"github.com/dblayers/dblayers/internal/testenv"
@@ -95,6 +96,7 @@ func TestComposeUp(t *testing.T) {
 			s.tg = tg
 			started := time.Now()
 			t.Run("contract", func(t *testing.T) { layertest.Run(t, tg) })
+			t.Run("api docs", func(t *testing.T) { checkAPIDocs(t, s.apiURL) })
 			if check := topology[l.n]; check != nil {
 				t.Run("topology", func(t *testing.T) { check(t, s) })
 			}
@@ -443,5 +445,22 @@ func checkL10(t *testing.T, s *stack) {
 			n, err := query(expr)
 			return err == nil && n > 0
 		})
+	}
+}
+
+// checkAPIDocs: the api's own description answers without a key (L10 included), is valid
+// OpenAPI, lists the shared endpoints, and its docs pages are served from the image.
+func checkAPIDocs(t *testing.T, apiURL string) {
+	anon := layertest.NewClient(t, layertest.Target{URL: apiURL})
+	doc := anon.Get(apidoc.DocumentPath)
+	require.Equal(t, http.StatusOK, doc.Status, "GET %s: %s", apidoc.DocumentPath, doc.Raw)
+	layertest.ValidDocument(t, doc.Raw)
+	paths := layertest.Documented(t, doc.Raw)
+	for _, want := range []string{"POST /write", "GET /read/{key}", "GET /health", "GET /cache-stats"} {
+		assert.Contains(t, paths, want)
+	}
+	for _, page := range []string{"/docs", "/redoc"} {
+		r := anon.Get(page)
+		assert.Equal(t, http.StatusOK, r.Status, "GET %s", page)
 	}
 }

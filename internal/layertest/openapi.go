@@ -41,12 +41,7 @@ func Validating(t testing.TB, h http.Handler) http.Handler {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, apidoc.DocumentPath, nil))
 	require.Equal(t, http.StatusOK, rec.Code, "GET %s", apidoc.DocumentPath)
 	spec := rec.Body.Bytes()
-	doc, err := libopenapi.NewDocument(spec)
-	require.NoError(t, err, "parse the document")
-	v, errs := validator.NewValidator(doc)
-	require.Empty(t, errs, "build a validator")
-	valid, verrs := v.ValidateDocument()
-	require.True(t, valid, "the document is valid OpenAPI: %s", describe(verrs))
+	v := ValidDocument(t, spec)
 	require.Equal(t, Mounted(t, routes), Documented(t, spec), "the document lists exactly the mounted routes")
 
 	var mu sync.Mutex // the validator's caches are not meant for concurrent use
@@ -106,6 +101,19 @@ func Mounted(t testing.TB, routes chi.Routes) []string {
 	}))
 	slices.Sort(out)
 	return out
+}
+
+// ValidDocument parses an OpenAPI document, requires it to be valid OpenAPI 3.1 (checked
+// against the specification's schema) and returns its request/response validator.
+func ValidDocument(t testing.TB, spec []byte) validator.Validator {
+	t.Helper()
+	doc, err := libopenapi.NewDocument(spec)
+	require.NoError(t, err, "parse the document")
+	v, errs := validator.NewValidator(doc)
+	require.Empty(t, errs, "build a validator")
+	valid, verrs := v.ValidateDocument()
+	require.True(t, valid, "the document is valid OpenAPI: %s", describe(verrs))
+	return v
 }
 
 // Documented is every "METHOD /path" of an OpenAPI document.
