@@ -15,7 +15,7 @@ import (
 
 // Config tunes a Projector. PROJECTOR_BATCH_SIZE and PROJECTOR_POLL_INTERVAL are the
 // original's settings; both defaults differ from its 10 events and 1 s, for the reasons and
-// measurements in layers/l7/README.md.
+// measurements in docs/l7-projection-lag.md.
 type Config struct {
 	BatchSize    int           `env:"PROJECTOR_BATCH_SIZE" default:"100"`        // most events applied in one read-database transaction
 	PollInterval time.Duration `env:"PROJECTOR_POLL_INTERVAL" default:"100ms"`   // wait between polls of the outbox once caught up

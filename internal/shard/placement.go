@@ -34,7 +34,7 @@ func Strategies() []string { return []string{Modulo, Ring, Jump} }
 
 // RingVirtualNodes is how many points each shard owns on the Ring. More points balance
 // better and cost memory and a longer binary search; 256 keeps every shard within a few
-// percent of its share (see the measurements in layers/l4/README.md). It is part of the
+// percent of its share (see the measurements in docs/l4-resharding.md). It is part of the
 // placement: changing it moves keys like a reshard does.
 const RingVirtualNodes = 256
 

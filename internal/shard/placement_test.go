@@ -84,7 +84,7 @@ func TestNewPlacementRejects(t *testing.T) {
 
 // TestBalanceAndMovement measures, for 100,000 keys, how evenly each strategy spreads keys
 // over N shards and what share of them changes owner when an (N+1)th shard is added, and
-// prints the table that layers/l4/README.md shows (go test -run TestBalanceAndMovement -v).
+// prints the table that docs/l4-resharding.md shows (go test -run TestBalanceAndMovement -v).
 func TestBalanceAndMovement(t *testing.T) {
 	const keys = 100_000
 	names := make([]string, keys)
