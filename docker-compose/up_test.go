@@ -131,10 +131,6 @@ func up(t *testing.T, l layer) *stack {
 		// The contract suite sends hundreds of requests a minute; the file's limit is 100.
 		extra["api"] = append(extra["api"], "    environment:", `      RATE_LIMIT_REQUESTS: "1000000"`)
 	}
-	if l.n == 8 && !mongoAuth() {
-		t.Logf("MONGO_IMAGE=%s has no users (FerretDB v1 refuses SCRAM-SHA-1): the api connects without credentials", os.Getenv("MONGO_IMAGE"))
-		extra["api"] = append(extra["api"], "    environment:", `      MONGODB_URL: "mongodb://mongodb:27017/"`)
-	}
 	var ov strings.Builder
 	ov.WriteString("services:\n")
 	var services []string
@@ -223,10 +219,6 @@ func (s *stack) waitStat(t testing.TB, field string, want float64) {
 		return r.Status == http.StatusOK && r.Body[field] == want
 	})
 }
-
-// mongoAuth reports whether the mongo image enforces the compose file's credentials: the
-// official one does; the local stand-in of scripts/images.sh has no users.
-func mongoAuth() bool { return !strings.HasPrefix(os.Getenv("MONGO_IMAGE"), "dblayers-local/") }
 
 func grafanaImage() string {
 	if v := os.Getenv("GRAFANA_IMAGE"); v != "" {
@@ -347,18 +339,25 @@ func checkL7(t *testing.T, s *stack) {
 	})
 }
 
-// checkL8: the mongo service stores the documents the api writes and returns them.
+// checkL8: the mongo service enforces the file's root user, and stores the documents the api
+// (which connects as that user) writes and returns them.
 func checkL8(t *testing.T, s *stack) {
 	c := layertest.NewClient(t, s.tg)
 	key := fmt.Sprintf("l8-document-%d", time.Now().UnixNano())
 	c.MustWrite(key, "v")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	uri := "mongodb://" + s.addr("mongodb", 27017) + "/"
-	if mongoAuth() {
-		uri = "mongodb://mongouser:mongopassword@" + s.addr("mongodb", 27017) + "/"
+	for uri, why := range map[string]string{
+		"mongodb://" + s.addr("mongodb", 27017) + "/":                 "without credentials",
+		"mongodb://mongouser:wrong@" + s.addr("mongodb", 27017) + "/": "with a wrong password",
+	} {
+		anon, err := mongodriver.Connect(options.Client().ApplyURI(uri))
+		require.NoError(t, err)
+		_, err = anon.Database("polyglot_db").Collection("documents").InsertOne(ctx, bson.D{{Key: "key", Value: "intruder"}})
+		assert.Error(t, err, "an insert %s was accepted", why)
+		_ = anon.Disconnect(context.Background())
 	}
-	client, err := mongodriver.Connect(options.Client().ApplyURI(uri))
+	client, err := mongodriver.Connect(options.Client().ApplyURI("mongodb://mongouser:mongopassword@" + s.addr("mongodb", 27017) + "/"))
 	require.NoError(t, err)
 	defer client.Disconnect(context.Background())
 	dbs, err := client.ListDatabaseNames(ctx, bson.D{})

@@ -12,7 +12,7 @@
 #
 #   POSTGRES_IMAGE    dblayers-local/postgres:15      postgres:15-alpine
 #   REDIS_IMAGE       dblayers-local/redis:7          redis:7-alpine
-#   MONGO_IMAGE       dblayers-local/mongo:7          mongo:7 (FerretDB on PostgreSQL)
+#   MONGO_IMAGE       dblayers-local/mongo:7          mongo:7 (FerretDB on PostgreSQL, with users)
 #   PROMETHEUS_IMAGE  dblayers-local/prometheus:2     prom/prometheus
 #   GOLANG_IMAGE      dblayers-local/golang:1.26      golang:1.26 (with the modules of go.sum)
 #   RUNTIME_IMAGE     dblayers-local/static:nonroot   gcr.io/distroless/static-debian12:nonroot
@@ -97,12 +97,23 @@ packaged() {
 	fresh "$image" "$hash" || build "$image" "$dir" "$hash"
 }
 
-# The mongo stand-in: FerretDB and the mongosh health check, built on this machine, on the
-# postgres stand-in (FerretDB keeps its documents in PostgreSQL).
+# The mongo stand-in, on the postgres stand-in (FerretDB keeps its documents in PostgreSQL):
+# FerretDB's own server (its cmd/ferretdb, at the version tools/ferretdb/go.mod pins), which
+# unlike the embeddable one tools/ferretdb wraps can enforce users (SCRAM-SHA-256), as
+# mongo:7 does with MONGO_INITDB_ROOT_USERNAME; the _id index trigger tools/ferretdb installs
+# (id_lookup.sql); and the mongosh that compose's health check calls (tools/mongosh). FerretDB
+# is built from a copy of its module with build/version/version.txt written, as FerretDB's own
+# release build does (its server refuses to start without it; the module holds none).
 mongo() {
-	local image=$1 base=$2 ctx=$work/mongo hash
+	local image=$1 base=$2 ctx=$work/mongo src=$work/ferretdb-src version src_dir hash
 	cp -r "$RECIPES/mongo" "$ctx"
-	(cd "$REPO/tools/ferretdb" && CGO_ENABLED=0 go build -trimpath -o "$ctx/ferretdb" .) || die "go build of tools/ferretdb failed"
+	read -r version src_dir < <(cd "$REPO/tools/ferretdb" && go list -m -f '{{.Version}} {{.Dir}}' github.com/FerretDB/FerretDB) ||
+		die "go list of FerretDB's module failed"
+	cp -r "$src_dir" "$src" && chmod -R u+w "$src"
+	echo "$version" >"$src/build/version/version.txt"
+	(cd "$src" && CGO_ENABLED=0 go build -buildvcs=false -trimpath -o "$ctx/ferretdb" ./cmd/ferretdb) ||
+		die "go build of FerretDB $version's server failed"
+	cp "$REPO/tools/ferretdb/id_lookup.sql" "$ctx/"
 	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -o "$ctx/mongosh" ./tools/mongosh) || die "go build of tools/mongosh failed"
 	hash=$(printf '%s %s' "$(docker image inspect -f '{{.Id}}' "$base")" "$(hash_of "$ctx")" | sha256sum | cut -d' ' -f1)
 	fresh "$image" "$hash" || build "$image" "$ctx" "$hash" "$base"

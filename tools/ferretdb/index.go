@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net/url"
@@ -18,45 +19,16 @@ import (
 // upsert) is WHERE _jsonb->$1 @> $2 with $1 = '_id', and a btree cannot answer @>: so
 // each of them scanned the whole table. No filter shape pushes down anything else.
 //
-// idLookupSQL installs, in the backend database, an event trigger that gives every table
-// FerretDB creates a GIN index on the same expression, which answers @> (a bitmap index
-// scan for one key instead of a scan of the collection). fastupdate is off so that a
-// look-up never reads a pending list of unindexed entries. FerretDB does not know the
-// index (listIndexes does not show it), and dropping the collection drops it with the
+// idLookupSQL (id_lookup.sql) installs, in the backend database, an event trigger that
+// gives every table FerretDB creates a GIN index on the same expression, which answers @>
+// (a bitmap index scan for one key instead of a scan of the collection). fastupdate is off
+// so that a look-up never reads a pending list of unindexed entries. FerretDB does not know
+// the index (listIndexes does not show it), and dropping the collection drops it with the
 // table. Installing is idempotent, and serialised by an advisory lock, so servers sharing
-// one database may start at once.
-const idLookupSQL = `
-SELECT pg_advisory_xact_lock(hashtext('dblayers_ferretdb_id_lookup'));
-
-CREATE OR REPLACE FUNCTION public.dblayers_ferretdb_id_lookup() RETURNS event_trigger
-LANGUAGE plpgsql AS $fn$
-DECLARE
-	obj record;
-BEGIN
-	FOR obj IN
-		SELECT c.object_identity
-		FROM pg_event_trigger_ddl_commands() c
-		JOIN pg_class r ON r.oid = c.objid
-		WHERE c.command_tag = 'CREATE TABLE' AND c.object_type = 'table'
-			AND r.relname NOT LIKE '\_ferretdb\_%'
-			AND EXISTS (SELECT 1 FROM pg_attribute a
-				WHERE a.attrelid = r.oid AND a.attname = '_jsonb' AND NOT a.attisdropped)
-	LOOP
-		EXECUTE format('CREATE INDEX ON %s USING gin ((_jsonb->''_id'') jsonb_path_ops) WITH (fastupdate = off)',
-			obj.object_identity);
-	END LOOP;
-END
-$fn$;
-
-DO $do$
-BEGIN
-	IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'dblayers_ferretdb_id_lookup') THEN
-		CREATE EVENT TRIGGER dblayers_ferretdb_id_lookup ON ddl_command_end
-			WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION public.dblayers_ferretdb_id_lookup();
-	END IF;
-END
-$do$;
-`
+// one database may start at once. The mongo stand-in image runs the same file.
+//
+//go:embed id_lookup.sql
+var idLookupSQL string
 
 // backendURL is rawURL with plan_cache_mode=force_custom_plan unless it sets that itself.
 // FerretDB's statements are prepared (pgx caches them) with the field name as a parameter;

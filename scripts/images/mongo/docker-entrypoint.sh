@@ -1,9 +1,14 @@
 #!/bin/sh
-# docker-entrypoint.sh of the mongo stand-in: FerretDB (tools/ferretdb) on every address of the
-# container, its documents in a private PostgreSQL cluster in /data/db/postgresql that listens
-# on its socket only. Both run as the postgres user; on SIGTERM or SIGINT FerretDB is stopped
-# first, then PostgreSQL (fast shutdown). It has no users: MONGO_INITDB_ROOT_USERNAME and
-# MONGO_INITDB_ROOT_PASSWORD are not enforced.
+# docker-entrypoint.sh of the mongo stand-in: FerretDB on every address of the container, its
+# documents in a private PostgreSQL cluster in /data/db/postgresql that listens on its socket
+# only. Both run as the postgres user; on SIGTERM or SIGINT FerretDB is stopped first, then
+# PostgreSQL (fast shutdown).
+#
+# As with mongo:7: when MONGO_INITDB_ROOT_USERNAME and MONGO_INITDB_ROOT_PASSWORD are both set,
+# that user is created in the admin database when the data directory is new, and every
+# command but the handshake, ping and the like needs authentication (SCRAM-SHA-256); without
+# them, no authentication. (mongo:7 also offers SCRAM-SHA-1; FerretDB does not, and the Go
+# driver, given a password and no mechanism, picks SCRAM-SHA-256 from the server's list.)
 set -eu
 if [ "$1" != ferretdb ]; then
 	exec "$@"
@@ -21,8 +26,15 @@ pg_ctl -D "$pgdata" -w -t 60 -l /data/db/postgresql.log -o "-c listen_addresses=
 if [ -z "$(psql -U ferretdb -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'")" ]; then
 	createdb -U ferretdb ferretdb
 fi
-ferretdb -listen-addr 0.0.0.0:27017 -postgresql-url "postgres://ferretdb@/ferretdb?host=/var/run/postgresql" \
-	-log-level "${FERRETDB_LOG_LEVEL:-warn}" "$@" &
+psql -U ferretdb -d ferretdb -q -v ON_ERROR_STOP=1 -1 -f /usr/local/share/ferretdb/id_lookup.sql >/dev/null
+if [ -n "${MONGO_INITDB_ROOT_USERNAME:-}" ] && [ -n "${MONGO_INITDB_ROOT_PASSWORD:-}" ]; then
+	set -- --test-enable-new-auth --setup-database=admin \
+		--setup-username="$MONGO_INITDB_ROOT_USERNAME" --setup-password="$MONGO_INITDB_ROOT_PASSWORD" "$@"
+fi
+# plan_cache_mode: see tools/ferretdb/index.go (a generic plan would not use the _id index).
+ferretdb --listen-addr=0.0.0.0:27017 --state-dir=/data/db --telemetry=disable \
+	--postgresql-url="postgres://ferretdb@/ferretdb?host=/var/run/postgresql&plan_cache_mode=force_custom_plan" \
+	--log-level="${FERRETDB_LOG_LEVEL:-warn}" "$@" &
 pid=$!
 stopping=0
 trap 'stopping=1; kill -TERM "$pid" 2>/dev/null || true' TERM INT
