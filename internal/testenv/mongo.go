@@ -35,7 +35,7 @@ func MongoURL(t testing.TB) (url, database string) {
 	t.Helper()
 	url = os.Getenv(EnvMongoURL)
 	if url == "" {
-		Missing(t, "%s is not set", EnvMongoURL)
+		url = containerMongo(t)
 	}
 	database = DatabaseName(t)
 	t.Cleanup(func() {
