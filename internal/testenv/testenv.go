@@ -13,7 +13,9 @@
 // (containers.go).
 //
 // Fault tests stop and restart real processes, so they start private servers of their own
-// (StartPostgres, StartRedis). Nothing here touches a developer's running stack.
+// (StartPostgres, StartRedis, StartMongo, StartReplica): from native binaries when there are
+// any, else as containers (StartReplica: native only). Nothing here touches a developer's
+// running stack.
 //
 // When a backend is missing the test is skipped, except under CI=true, where it fails:
 // CI must never pass by skipping.
