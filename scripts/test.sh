@@ -26,11 +26,14 @@
 #                               database of its own there)
 #
 # The Docker part follows a run of the whole suite (./...), or any run with --docker: it builds
-# the local stand-in images (scripts/images.sh), then brings up every docker-compose/lN.yml as
-# its own project on remapped ports and checks it (TestComposeUp in docker-compose/up_test.go),
-# removing every container, network and volume it made. Under CI=true it installs docker.io,
-# starts dockerd and builds the compose plugin when missing, and fails if it gets no engine;
-# elsewhere it runs when an engine answers and says so when it skips.
+# the local stand-in images (scripts/images.sh); runs the tests of four packages
+# (container_packages below) with the DBLAYERS_TEST_* variables unset, so that internal/testenv
+# starts their servers as containers (testcontainers-go, labelled
+# dblayers.testenv=$DBLAYERS_TEST_RUN), and checks that it did; then brings up every
+# docker-compose/lN.yml as its own project on remapped ports and checks it (TestComposeUp in
+# docker-compose/up_test.go), removing every container, network and volume it made. Under
+# CI=true it installs docker.io, starts dockerd and builds the compose plugin when missing, and
+# fails if it gets no engine; elsewhere it runs when an engine answers and says so when it skips.
 #
 # Exits with go test's status (the first failing part's).
 set -euo pipefail
@@ -59,7 +62,14 @@ while (($#)); do
 	shift
 done
 
+# The packages the Docker part tests against containers: every kind of shared server
+# (PostgreSQL, Redis, the MongoDB wire protocol) and private ones that tests stop and start.
+container_packages=(./internal/pgstore ./internal/cache ./layers/l2 ./layers/l8)
+
 started=$SECONDS
+# Labels the containers internal/testenv starts in this run, so that the exit trap removes
+# exactly those.
+export DBLAYERS_TEST_RUN="test-sh-$$"
 work='' pg_port='' redis_port='' mongo_port=''
 gotest_pid=
 setup_done=0
@@ -88,6 +98,7 @@ cleanup() {
 		rm -rf "$work" 2>/dev/null || rm -rf "$work" || say "could not remove $work"
 	fi
 	compose_cleanup
+	testenv_cleanup
 	exit "$rc"
 }
 # compose_cleanup: remove what a Docker part left (containers, networks, volumes of the
@@ -103,6 +114,40 @@ compose_cleanup() {
 	done
 }
 compose_started=0
+
+# testenv_cleanup: remove the containers internal/testenv started in this run and left (each
+# test binary's watcher removes its own once the binary exits; this covers a killed watcher).
+# shellcheck disable=SC2317
+testenv_cleanup() {
+	local ids
+	command -v docker >/dev/null 2>&1 || return 0
+	ids=$(docker ps -aq --filter "label=dblayers.testenv=$DBLAYERS_TEST_RUN" 2>/dev/null) || return 0
+	[[ -z $ids ]] && return 0
+	say "removing leftover testenv containers: $(echo "$ids" | tr '\n' ' ')"
+	# shellcheck disable=SC2086 # one id a word
+	docker rm -fv $ids >/dev/null 2>&1 || say "could not remove them"
+}
+
+# logged show|quiet LOG COMMAND...: run COMMAND in its own process group, so that an interrupt
+# can stop it and its test binaries at once (the trap above; a background job plus `wait` lets
+# that trap run at once), its output kept in LOG and, with show, on the terminal too.
+logged() {
+	local mode=$1 log=$2 status=0
+	shift 2
+	if [[ $mode == show ]]; then
+		exec {out_fd}> >(tee "$log")
+	else
+		exec {out_fd}> >(cat >"$log")
+	fi
+	tee_pid=$!
+	setsid "$@" >&"$out_fd" 2>&1 &
+	gotest_pid=$!
+	wait "$gotest_pid" || status=$?
+	gotest_pid=
+	exec {out_fd}>&-
+	wait "$tee_pid" 2>/dev/null || true
+	return "$status"
+}
 
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -154,22 +199,14 @@ setup_secs=$((SECONDS - started))
 say "servers ready in ${setup_secs}s: PostgreSQL 127.0.0.1:$pg_port, Redis 127.0.0.1:$redis_port," \
 	"FerretDB 127.0.0.1:$mongo_port ($work)"
 
-# go test runs in its own process group, so that an interrupt can stop it and its test binaries
-# at once (the trap above); a background job plus `wait` lets that trap run at once.
 say "go test ${go_flags[*]} ${packages[*]}"
-exec {out_fd}> >(tee "$work/go-test.log")
-tee_pid=$!
 cd "$REPO"
-setsid go test "${go_flags[@]}" "${packages[@]}" >&"$out_fd" 2>&1 &
-gotest_pid=$!
 rc=0
-wait "$gotest_pid" || rc=$?
-gotest_pid=
-exec {out_fd}>&-
-wait "$tee_pid" 2>/dev/null || true
+logged show "$work/go-test.log" go test "${go_flags[@]}" "${packages[@]}" || rc=$?
 
-# The Docker part: decide, get an engine, build the stand-ins, run the compose checks.
-docker_secs=0
+# The Docker part: decide, get an engine, build the stand-ins, run the tests against containers
+# and the compose checks.
+docker_secs=0 containers_secs=0
 if [[ $docker_part == auto && ${CI:-} == true ]]; then
 	docker_part=docker
 elif [[ $docker_part == auto ]]; then
@@ -188,20 +225,42 @@ if [[ $docker_part == docker ]]; then
 	say "building the local stand-in images (scripts/images.sh)"
 	eval "$("$REPO/scripts/images.sh")"
 	images_secs=$((SECONDS - docker_started))
+
+	containers_started=$SECONDS
+	containers_since=$(date +%s)
+	say "go test -count=1 -v ${container_packages[*]}, servers from containers"
+	docker_rc=0
+	logged quiet "$work/containers-test.log" env -u DBLAYERS_TEST_PG_URL -u DBLAYERS_TEST_REDIS_URL \
+		-u DBLAYERS_TEST_MONGO_URL -u DBLAYERS_TEST_PG_BIN -u DBLAYERS_TEST_REDIS_SERVER -u DBLAYERS_TEST_FERRETDB \
+		go test -count=1 -v "${container_packages[@]}" || docker_rc=$?
+	if ((docker_rc == 0)); then
+		grep -E '^(ok|--- SKIP|testenv: )' "$work/containers-test.log" | sed 's/^/    /' >&2 || true
+	else
+		cat "$work/containers-test.log" >&2
+	fi
+	# The proof that the servers were containers: each kind said so, and the engine created
+	# containers with this run's label.
+	for kind in PostgreSQL Redis MongoDB; do
+		grep -q "^testenv: $kind from container " "$work/containers-test.log" ||
+			{ say "no test got its $kind from a container"; ((docker_rc != 0)) || docker_rc=1; }
+	done
+	created=$(docker events --since "$containers_since" --until "$(date +%s)" \
+		--filter "label=dblayers.testenv=$DBLAYERS_TEST_RUN" --filter event=create --format '{{.ID}}' | wc -l) || created=0
+	containers_secs=$((SECONDS - containers_started))
+	say "tests against containers: $created containers created, ${containers_secs}s"
+	((created > 0)) || { ((docker_rc != 0)) || docker_rc=1; }
+	cat "$work/containers-test.log" >>"$work/go-test.log"
+
 	say "go test -count=1 -timeout 60m -run TestComposeUp -v ./docker-compose/"
 	compose_started=1
-	exec {out_fd}> >(tee "$work/compose-test.log")
-	tee_pid=$!
-	DBLAYERS_TEST_COMPOSE=1 setsid go test -count=1 -timeout 60m -run TestComposeUp -v ./docker-compose/ >&"$out_fd" 2>&1 &
-	gotest_pid=$!
-	docker_rc=0
-	wait "$gotest_pid" || docker_rc=$?
-	gotest_pid=
-	exec {out_fd}>&-
-	wait "$tee_pid" 2>/dev/null || true
+	compose_rc=0
+	logged show "$work/compose-test.log" \
+		env DBLAYERS_TEST_COMPOSE=1 go test -count=1 -timeout 60m -run TestComposeUp -v ./docker-compose/ || compose_rc=$?
+	((docker_rc != 0)) || docker_rc=$compose_rc
 	grep -E '^\s+up_test.go:[0-9]+: l[0-9]+: up ' "$work/compose-test.log" | sed 's/^ */    /' >&2 || true
 	docker_secs=$((SECONDS - docker_started))
-	say "Docker part: $( ((docker_rc == 0)) && echo PASS || echo FAIL) (exit $docker_rc); engine and images ${images_secs}s, total ${docker_secs}s"
+	say "Docker part: $( ((docker_rc == 0)) && echo PASS || echo FAIL) (exit $docker_rc); engine and images ${images_secs}s," \
+		"tests against containers ${containers_secs}s, total ${docker_secs}s"
 	cat "$work/compose-test.log" >>"$work/go-test.log"
 	((rc != 0)) || rc=$docker_rc
 fi
@@ -213,5 +272,6 @@ failed_tests=$(grep -c -- '--- FAIL:' "$work/go-test.log" || true)
 verdict=PASS
 ((rc == 0)) || verdict=FAIL
 echo "test.sh: $verdict (go test exit $rc): packages ok $ok, failed $failed, without tests $notests;" \
-	"failed tests $failed_tests; setup ${setup_secs}s, Docker part ${docker_secs}s, total $((SECONDS - started))s"
+	"failed tests $failed_tests; setup ${setup_secs}s, Docker part ${docker_secs}s" \
+	"(tests against containers ${containers_secs}s), total $((SECONDS - started))s"
 exit "$rc"

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/testcontainers/testcontainers-go/wait"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -35,7 +36,7 @@ func MongoURL(t testing.TB) (url, database string) {
 	t.Helper()
 	url = os.Getenv(EnvMongoURL)
 	if url == "" {
-		Missing(t, "%s is not set", EnvMongoURL)
+		url = containerMongo(t)
 	}
 	database = DatabaseName(t)
 	t.Cleanup(func() {
@@ -67,16 +68,25 @@ type MongoServer struct {
 	bin   string
 	cmd   *exec.Cmd
 	done  chan struct{} // closed when cmd has exited
+	ctr   *privateContainer
 }
 
 // StartMongo starts a FerretDB from DBLAYERS_TEST_FERRETDB on a free port, keeping its
 // documents in a database of its own on the shared test PostgreSQL server (PostgresURL). It is
-// killed, and its log and database removed, when t ends.
+// killed, and its log and database removed, when t ends. Without DBLAYERS_TEST_FERRETDB it is
+// a container of MONGO_IMAGE when a Docker engine answers, its port published on the same free
+// port; its data (the image's volume) survives Stop and Start.
 func StartMongo(t testing.TB) *MongoServer {
 	t.Helper()
 	bin := os.Getenv(EnvFerretDB)
 	if bin == "" {
-		Missing(t, "%s is not set", EnvFerretDB)
+		if err := dockerEngine(); err != nil {
+			Missing(t, "%s is not set, and no Docker engine answers (%v)", EnvFerretDB, err)
+		}
+		s := &MongoServer{Port: FreePort(t)}
+		s.ctr = startPrivateContainer(t, "MongoDB", EnvMongoImage, "mongo:7", mongoPort, s.Port,
+			wait.ForListeningPort(mongoPort))
+		return s
 	}
 	pgURL := PostgresURL(t)
 	dir := t.TempDir()
@@ -93,6 +103,10 @@ func (s *MongoServer) URL() string { return fmt.Sprintf("mongodb://127.0.0.1:%d/
 // Start starts the server on its port and waits until it accepts connections.
 func (s *MongoServer) Start(t testing.TB) {
 	t.Helper()
+	if s.ctr != nil {
+		s.ctr.start(t)
+		return
+	}
 	if s.cmd != nil {
 		t.Fatal("start ferretdb: already running")
 	}
@@ -145,12 +159,20 @@ func (s *MongoServer) Start(t testing.TB) {
 // FerretDB gives open connections up to 3 s to finish; after 5 s it is killed.
 func (s *MongoServer) Stop(t testing.TB) {
 	t.Helper()
+	if s.ctr != nil {
+		s.ctr.stop(t, 5*time.Second)
+		return
+	}
 	s.kill(syscall.SIGTERM, 5*time.Second)
 }
 
 // Kill stops the server with SIGKILL, as a crash would.
 func (s *MongoServer) Kill(t testing.TB) {
 	t.Helper()
+	if s.ctr != nil {
+		s.ctr.stop(t, 0)
+		return
+	}
 	s.kill(syscall.SIGKILL, 0)
 }
 

@@ -29,9 +29,13 @@ func PrimarySettings() []string {
 // PrimarySettings) on a free port: pg_basebackup -R as ReplicationRole (created on the
 // primary if missing) with a new physical replication slot named slot, so the primary keeps
 // the WAL the replica has not received yet. Stop and Start keep the clone: a restarted
-// replica resumes streaming from its slot. It is stopped and removed when t ends.
+// replica resumes streaming from its slot. It is stopped and removed when t ends. It runs
+// PostgreSQL's binaries only: a primary in a container is Missing.
 func StartReplica(t testing.TB, primary *PGServer, slot string) *PGServer {
 	t.Helper()
+	if primary.ctr != nil {
+		Missing(t, "StartReplica needs PostgreSQL's binaries (%s, or /usr/lib/postgresql)", EnvPostgresBin)
+	}
 	primary.Exec(t, "postgres", `DO $$ BEGIN
 		IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '`+ReplicationRole+`') THEN
 			CREATE ROLE `+ReplicationRole+` WITH REPLICATION LOGIN;

@@ -9,16 +9,22 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/wait"
 )
 
-// PGServer is a private PostgreSQL cluster that a test can stop and start.
+// PGServer is a private PostgreSQL cluster that a test can stop and start: native
+// binaries' (bin) or a container's (ctr).
 type PGServer struct {
 	Port int
-	Dir  string // data directory
+	Dir  string // data directory of a native cluster
 	bin  string
+	ctr  *privateContainer
 }
 
 // PGOptions tune StartPostgres.
@@ -29,10 +35,18 @@ type PGOptions struct {
 
 // StartPostgres initialises and starts a PostgreSQL cluster on a free port in a temporary
 // directory, with superuser "dbuser" trusted on 127.0.0.1. It is stopped and removed when
-// t ends.
+// t ends. Without PostgreSQL's binaries (DBLAYERS_TEST_PG_BIN, else /usr/lib/postgresql) the
+// cluster is a container of POSTGRES_IMAGE when a Docker engine answers, its port published
+// on the same free port; its superuser "dbuser" has the password "dbpassword".
 func StartPostgres(t testing.TB, opts PGOptions) *PGServer {
 	t.Helper()
-	bin := postgresBin(t)
+	bin, err := postgresBin()
+	if err != nil {
+		if dockerEngine() != nil {
+			Missing(t, "%v, and no Docker engine answers", err)
+		}
+		return startPostgresContainer(t, opts)
+	}
 	dir, err := os.MkdirTemp("", "dbl-pg-") // short path: the socket path limit is 107 bytes
 	if err != nil {
 		t.Fatal(err)
@@ -65,9 +79,32 @@ func StartPostgres(t testing.TB, opts PGOptions) *PGServer {
 	return s
 }
 
-// URL is the URL of database db on this server.
+// startPostgresContainer is StartPostgres with a container: opts.Settings become the
+// server's -c flags.
+func startPostgresContainer(t testing.TB, opts PGOptions) *PGServer {
+	t.Helper()
+	cmd := []string{"postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=200"}
+	for _, line := range opts.Settings {
+		name, value, _ := strings.Cut(line, "=")
+		cmd = append(cmd, "-c", strings.TrimSpace(name)+"="+strings.Trim(strings.TrimSpace(value), "'"))
+	}
+	s := &PGServer{Port: FreePort(t)}
+	// Ready when the server itself answers on TCP: pg_isready also fails while the image's
+	// init runs its socket-only server, and while a restarted server recovers.
+	s.ctr = startPrivateContainer(t, "PostgreSQL", EnvPostgresImage, "postgres:15-alpine", postgresPort, s.Port,
+		wait.ForExec([]string{"pg_isready", "-h", "127.0.0.1", "-U", containerPGUser}),
+		testcontainers.WithEnv(map[string]string{
+			"POSTGRES_USER": containerPGUser, "POSTGRES_PASSWORD": containerPGPassword, "POSTGRES_DB": "postgres",
+		}),
+		testcontainers.WithCmd(cmd...))
+	return s
+}
+
+// URL is the URL of database db on this server. A native cluster trusts its superuser and
+// ignores the password; a container's checks it.
 func (s *PGServer) URL(db string) string {
-	return fmt.Sprintf("postgres://dbuser@127.0.0.1:%d/%s?sslmode=disable", s.Port, db)
+	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", containerPGUser, containerPGPassword, s.Port, db)
 }
 
 // CreateDatabase makes a database named after t and returns its URL.
@@ -79,6 +116,10 @@ func (s *PGServer) CreateDatabase(t testing.TB) string {
 // Start starts the server and waits until it accepts connections.
 func (s *PGServer) Start(t testing.TB) {
 	t.Helper()
+	if s.ctr != nil {
+		s.ctr.start(t)
+		return
+	}
 	if err := s.pgctl("start", "-l", filepath.Join(s.Dir, "server.log"), "-t", "60"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(s.Dir, "server.log"))
 		t.Fatalf("start postgres: %v\n%s", err, log)
@@ -88,6 +129,10 @@ func (s *PGServer) Start(t testing.TB) {
 // Stop stops the server the way an operator would (fast shutdown: connections are cut).
 func (s *PGServer) Stop(t testing.TB) {
 	t.Helper()
+	if s.ctr != nil {
+		s.ctr.stop(t, 30*time.Second) // the image's stop signal is SIGINT: fast shutdown
+		return
+	}
 	if err := s.pgctl("stop", "-m", "fast"); err != nil {
 		t.Fatalf("stop postgres: %v", err)
 	}
@@ -130,40 +175,50 @@ func asPostgres(t testing.TB, dir string) {
 	}
 }
 
-func postgresBin(t testing.TB) string {
-	t.Helper()
+// postgresBin is the directory of PostgreSQL's binaries: DBLAYERS_TEST_PG_BIN, else the
+// newest in /usr/lib/postgresql.
+func postgresBin() (string, error) {
 	if bin := os.Getenv(EnvPostgresBin); bin != "" {
-		return bin
+		return bin, nil
 	}
 	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(matches) == 0 {
-		Missing(t, "no PostgreSQL binaries (%s unset, none in /usr/lib/postgresql)", EnvPostgresBin)
+		return "", fmt.Errorf("no PostgreSQL binaries (%s unset, none in /usr/lib/postgresql)", EnvPostgresBin)
 	}
 	sort.Strings(matches)
-	return filepath.Dir(matches[len(matches)-1])
+	return filepath.Dir(matches[len(matches)-1]), nil
 }
 
-// RedisServer is a private redis-server that a test can stop and start.
+// RedisServer is a private redis-server that a test can stop and start: a native
+// binary's (bin) or a container's (ctr).
 type RedisServer struct {
 	Port int
 	Dir  string
 	bin  string
 	args []string
 	cmd  *exec.Cmd
+	ctr  *privateContainer
 }
 
 // StartRedis starts redis-server on a free port with no persistence unless args say
-// otherwise (e.g. "--appendonly", "yes"). It is stopped when t ends.
+// otherwise (e.g. "--appendonly", "yes"). It is stopped when t ends. Without a redis-server
+// (DBLAYERS_TEST_REDIS_SERVER, else on PATH) it is a container of REDIS_IMAGE when a Docker
+// engine answers, its port published on the same free port.
 func StartRedis(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
-	bin := os.Getenv(EnvRedisServer)
-	if bin == "" {
+	s := &RedisServer{Port: FreePort(t), Dir: t.TempDir(), bin: os.Getenv(EnvRedisServer), args: args}
+	if s.bin == "" {
 		var err error
-		if bin, err = exec.LookPath("redis-server"); err != nil {
-			Missing(t, "no redis-server (%s unset, none on PATH)", EnvRedisServer)
+		if s.bin, err = exec.LookPath("redis-server"); err != nil {
+			if dockerEngine() != nil {
+				Missing(t, "no redis-server (%s unset, none on PATH), and no Docker engine answers", EnvRedisServer)
+			}
+			s.ctr = startPrivateContainer(t, "Redis", EnvRedisImage, "redis:7-alpine", redisPort, s.Port,
+				wait.ForListeningPort(redisPort),
+				testcontainers.WithCmd(append([]string{"redis-server", "--save", "", "--appendonly", "no", "--databases", "16"}, args...)...))
+			return s
 		}
 	}
-	s := &RedisServer{Port: FreePort(t), Dir: t.TempDir(), bin: bin, args: args}
 	t.Cleanup(func() { s.kill(syscall.SIGKILL) })
 	s.Start(t)
 	return s
@@ -175,6 +230,10 @@ func (s *RedisServer) URL(db int) string { return fmt.Sprintf("redis://127.0.0.1
 // Start starts the server on its port and waits until it accepts connections.
 func (s *RedisServer) Start(t testing.TB) {
 	t.Helper()
+	if s.ctr != nil {
+		s.ctr.start(t)
+		return
+	}
 	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
 		"--save", "", "--appendonly", "no", "--databases", "16", "--logfile", filepath.Join(s.Dir, "redis.log")}, s.args...)
 	s.cmd = exec.Command(s.bin, args...)
@@ -189,12 +248,20 @@ func (s *RedisServer) Start(t testing.TB) {
 // Stop stops the server with SIGTERM and waits for it to exit.
 func (s *RedisServer) Stop(t testing.TB) {
 	t.Helper()
+	if s.ctr != nil {
+		s.ctr.stop(t, 10*time.Second)
+		return
+	}
 	s.kill(syscall.SIGTERM)
 }
 
 // Kill stops the server with SIGKILL, as a crash would.
 func (s *RedisServer) Kill(t testing.TB) {
 	t.Helper()
+	if s.ctr != nil {
+		s.ctr.stop(t, 0)
+		return
+	}
 	s.kill(syscall.SIGKILL)
 }
 

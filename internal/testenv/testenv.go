@@ -8,8 +8,14 @@
 //	DBLAYERS_TEST_PG_BIN        PostgreSQL's bin directory, for tests that start private clusters
 //	DBLAYERS_TEST_REDIS_SERVER  the redis-server binary, for tests that start private servers
 //
+// Without DBLAYERS_TEST_PG_URL, DBLAYERS_TEST_REDIS_URL or DBLAYERS_TEST_MONGO_URL, the shared
+// server is a container instead, started with testcontainers-go when a Docker engine answers
+// (containers.go).
+//
 // Fault tests stop and restart real processes, so they start private servers of their own
-// (StartPostgres, StartRedis). Nothing here touches a developer's running stack.
+// (StartPostgres, StartRedis, StartMongo, StartReplica): from native binaries when there are
+// any, else as containers (StartReplica: native only). Nothing here touches a developer's
+// running stack.
 //
 // When a backend is missing the test is skipped, except under CI=true, where it fails:
 // CI must never pass by skipping.
@@ -60,7 +66,7 @@ func PostgresURL(t testing.TB) string {
 	t.Helper()
 	admin := os.Getenv(EnvPostgresURL)
 	if admin == "" {
-		Missing(t, "%s is not set", EnvPostgresURL)
+		admin = containerPostgres(t)
 	}
 	return createDatabase(t, admin)
 }
@@ -79,7 +85,7 @@ func createDatabase(t testing.TB, adminURL string) string {
 	})
 	u, err := url.Parse(adminURL)
 	if err != nil {
-		t.Fatalf("parse %s: %v", EnvPostgresURL, err)
+		t.Fatalf("parse PostgreSQL URL: %v", err)
 	}
 	u.Path = "/" + name
 	return u.String()
@@ -102,13 +108,13 @@ func RedisURL(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv(EnvRedisURL)
 	if base == "" {
-		Missing(t, "%s is not set", EnvRedisURL)
+		base = containerRedis(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	opt, err := redis.ParseURL(base)
 	if err != nil {
-		t.Fatalf("parse %s: %v", EnvRedisURL, err)
+		t.Fatalf("parse Redis URL: %v", err)
 	}
 	admin := redis.NewClient(opt)
 	defer admin.Close()

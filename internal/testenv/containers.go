@@ -1,0 +1,264 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
+	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+// When a server's variable is unset and a Docker engine answers, the server runs in a
+// container started with testcontainers-go: a shared one per kind per test binary, started by
+// the first test that needs it, and private ones for the tests that stop and start servers.
+// The images are the ones the compose files use, from the same variables (scripts/images.sh
+// builds local stand-ins and prints them):
+//
+//	POSTGRES_IMAGE  default postgres:15-alpine
+//	REDIS_IMAGE     default redis:7-alpine
+//	MONGO_IMAGE     default mongo:7
+//
+// Every container carries the labels dblayers.testenv (the value of DBLAYERS_TEST_RUN, or "1")
+// and dblayers.testenv.pid (the test binary's pid). Ryuk, testcontainers' own reaper, is off
+// (its image may be out of reach): a watcher process started with the first container removes
+// the binary's containers once it has exited, and scripts/test.sh removes its run's afterwards.
+const (
+	EnvPostgresImage = "POSTGRES_IMAGE"
+	EnvRedisImage    = "REDIS_IMAGE"
+	EnvMongoImage    = "MONGO_IMAGE"
+	EnvRun           = "DBLAYERS_TEST_RUN"
+
+	labelRun = "dblayers.testenv"
+	labelPid = "dblayers.testenv.pid"
+)
+
+// containerStartTimeout bounds starting one container, its readiness wait included.
+const containerStartTimeout = 2 * time.Minute
+
+// engine is whether a Docker engine answers, asked once per test binary.
+var engine struct {
+	once sync.Once
+	err  error
+}
+
+// dockerEngine returns nil when a Docker engine answers. The first call, before
+// testcontainers reads its configuration, disables Ryuk unless the environment says
+// otherwise, and starts the watcher that removes this binary's containers.
+func dockerEngine() error {
+	engine.once.Do(func() {
+		if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
+			os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+		if err == nil {
+			_, err = cli.Ping(ctx, client.PingOptions{})
+			cli.Close()
+		}
+		if engine.err = err; err == nil {
+			startWatcher()
+		}
+	})
+	return engine.err
+}
+
+// sharedContainer is a server in a container that the tests of one binary share.
+type sharedContainer struct {
+	once sync.Once
+	url  string
+	err  error
+}
+
+var shared struct {
+	postgres, redis, mongo sharedContainer
+}
+
+// get starts the container with run once and returns its URL; kind and image name it in the
+// one line logged to stderr that says where the server came from.
+func (c *sharedContainer) get(t testing.TB, kind, image string, run func(ctx context.Context, image string) (string, error)) string {
+	t.Helper()
+	if err := dockerEngine(); err != nil {
+		Missing(t, "no %s: its variable is unset and no Docker engine answers (%v)", kind, err)
+	}
+	c.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), containerStartTimeout)
+		defer cancel()
+		c.url, c.err = run(ctx, image)
+		if c.err == nil {
+			fmt.Fprintf(os.Stderr, "testenv: %s from container %s\n", kind, image)
+		}
+	})
+	if c.err != nil {
+		t.Fatalf("start a %s container from %s: %v", kind, image, c.err)
+	}
+	return c.url
+}
+
+// containerPostgres is the superuser URL of the shared PostgreSQL container.
+func containerPostgres(t testing.TB) string {
+	t.Helper()
+	return shared.postgres.get(t, "PostgreSQL", image(EnvPostgresImage, "postgres:15-alpine"),
+		func(ctx context.Context, image string) (string, error) {
+			ctr, err := tcpostgres.Run(ctx, image, containerOptions(
+				tcpostgres.WithUsername(containerPGUser), tcpostgres.WithPassword(containerPGPassword),
+				tcpostgres.WithDatabase("postgres"), tcpostgres.BasicWaitStrategies(),
+				// A throw-away server, tuned as scripts/test.sh tunes its own.
+				testcontainers.WithCmd("postgres", "-c", "fsync=off", "-c", "synchronous_commit=off",
+					"-c", "full_page_writes=off", "-c", "max_connections=400"),
+			)...)
+			if err != nil {
+				return "", err
+			}
+			return ctr.ConnectionString(ctx, "sslmode=disable")
+		})
+}
+
+// containerRedis is the URL of the shared Redis container (redisDatabases databases).
+func containerRedis(t testing.TB) string {
+	t.Helper()
+	return shared.redis.get(t, "Redis", image(EnvRedisImage, "redis:7-alpine"),
+		func(ctx context.Context, image string) (string, error) {
+			ctr, err := tcredis.Run(ctx, image, containerOptions(
+				testcontainers.WithCmd("redis-server", "--databases", strconv.Itoa(redisDatabases),
+					"--save", "", "--appendonly", "no"),
+			)...)
+			if err != nil {
+				return "", err
+			}
+			return ctr.ConnectionString(ctx)
+		})
+}
+
+// containerMongo is the URL of the shared MongoDB-wire container.
+func containerMongo(t testing.TB) string {
+	t.Helper()
+	return shared.mongo.get(t, "MongoDB", image(EnvMongoImage, "mongo:7"),
+		func(ctx context.Context, image string) (string, error) {
+			ctr, err := testcontainers.Run(ctx, image, containerOptions(
+				testcontainers.WithExposedPorts(mongoPort),
+				testcontainers.WithWaitStrategy(wait.ForListeningPort(mongoPort)),
+			)...)
+			if err != nil {
+				return "", err
+			}
+			endpoint, err := ctr.PortEndpoint(ctx, mongoPort, "mongodb")
+			return endpoint + "/", err
+		})
+}
+
+// The container ports, and the superuser of a PostgreSQL container.
+const (
+	postgresPort        = "5432/tcp"
+	redisPort           = "6379/tcp"
+	mongoPort           = "27017/tcp"
+	containerPGUser     = "dbuser"
+	containerPGPassword = "dbpassword"
+)
+
+// image is the value of the variable env, else def.
+func image(env, def string) string {
+	if v := os.Getenv(env); v != "" {
+		return v
+	}
+	return def
+}
+
+// containerOptions are opts plus the labels every container of testenv carries.
+func containerOptions(opts ...testcontainers.ContainerCustomizer) []testcontainers.ContainerCustomizer {
+	run := os.Getenv(EnvRun)
+	if run == "" {
+		run = "1"
+	}
+	return append(opts, testcontainers.WithLabels(map[string]string{
+		labelRun: run,
+		labelPid: strconv.Itoa(os.Getpid()),
+	}))
+}
+
+// startWatcher starts a detached shell that waits for this test binary to exit and then
+// removes the containers labelled with its pid. It needs the docker command; without it the
+// containers stay until scripts/test.sh (or `docker rm`) removes them.
+func startWatcher() {
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		return
+	}
+	pid := strconv.Itoa(os.Getpid())
+	cmd := exec.Command("sh", "-c", `while kill -0 "$1" 2>/dev/null; do sleep 1; done
+ids=$("$2" ps -aq --filter "label=$3=$1")
+[ -z "$ids" ] || "$2" rm -fv $ids >/dev/null 2>&1`, "testenv-watcher", pid, docker, labelPid)
+	// Its own session and no inherited output: go test waits for the test binary's output to
+	// close, and an interrupt of the test's process group must not take the watcher with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err == nil {
+		_ = cmd.Process.Release()
+	}
+}
+
+// privateContainer is a container of one test's own that it stops and starts. Its port is
+// published on a fixed host port, so that its URL stays the same across a restart.
+type privateContainer struct {
+	ctr *testcontainers.DockerContainer
+}
+
+// startPrivateContainer starts a container of kind from the image named by env (else def),
+// with port (e.g. "5432/tcp") published on hostPort, and waits with ready, now and after each
+// restart. It is removed when t ends.
+func startPrivateContainer(t testing.TB, kind, env, def, port string, hostPort int, ready wait.Strategy,
+	opts ...testcontainers.ContainerCustomizer) *privateContainer {
+	t.Helper()
+	img := image(env, def)
+	ctx, cancel := context.WithTimeout(context.Background(), containerStartTimeout)
+	defer cancel()
+	ctr, err := testcontainers.Run(ctx, img, containerOptions(append(opts,
+		testcontainers.WithExposedPorts(port),
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.PortBindings = network.PortMap{network.MustParsePort(port): {{HostPort: strconv.Itoa(hostPort)}}}
+		}),
+		testcontainers.WithWaitStrategyAndDeadline(containerStartTimeout, ready),
+	)...)...)
+	if ctr != nil {
+		t.Cleanup(func() {
+			if err := testcontainers.TerminateContainer(ctr); err != nil {
+				t.Logf("remove the %s container: %v", kind, err)
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("start a private %s container from %s: %v", kind, img, err)
+	}
+	t.Logf("testenv: private %s from container %s on port %d", kind, img, hostPort)
+	return &privateContainer{ctr: ctr}
+}
+
+// start starts the stopped container and waits until it is ready.
+func (c *privateContainer) start(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), containerStartTimeout)
+	defer cancel()
+	if err := c.ctr.Start(ctx); err != nil {
+		t.Fatalf("start container %s: %v", c.ctr.GetContainerID()[:12], err)
+	}
+}
+
+// stop stops the container: its main process gets the image's stop signal, and SIGKILL after
+// grace (at once when grace is 0, as a crash would).
+func (c *privateContainer) stop(t testing.TB, grace time.Duration) {
+	t.Helper()
+	if err := c.ctr.Stop(context.Background(), &grace); err != nil {
+		t.Fatalf("stop container %s: %v", c.ctr.GetContainerID()[:12], err)
+	}
+}
