@@ -116,8 +116,7 @@ func containerPostgres(t testing.TB) string {
 				tcpostgres.WithUsername(containerPGUser), tcpostgres.WithPassword(containerPGPassword),
 				tcpostgres.WithDatabase("postgres"), tcpostgres.BasicWaitStrategies(),
 				// A throw-away server, tuned as scripts/test.sh tunes its own.
-				testcontainers.WithCmd("postgres", "-c", "fsync=off", "-c", "synchronous_commit=off",
-					"-c", "full_page_writes=off", "-c", "max_connections=400"),
+				testcontainers.WithCmd(append([]string{"postgres"}, postgresFlags(throwAwayPG(400))...)...),
 			)...)
 			if err != nil {
 				return "", err

@@ -60,10 +60,9 @@ func StartPostgres(t testing.TB, opts PGOptions) *PGServer {
 	if out, err := s.command("initdb", "-D", s.Dir, "-U", "dbuser", "-A", "trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	conf := fmt.Sprintf("port = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"+
-		"fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n",
+	conf := fmt.Sprintf("port = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n",
 		s.Port, s.Dir)
-	for _, line := range opts.Settings {
+	for _, line := range append(throwAwayPG(200), opts.Settings...) {
 		conf += line + "\n"
 	}
 	f, err := os.OpenFile(filepath.Join(s.Dir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
@@ -79,16 +78,28 @@ func StartPostgres(t testing.TB, opts PGOptions) *PGServer {
 	return s
 }
 
+// throwAwayPG are the settings of every test server, native or in a container: no durability
+// (its data is thrown away) and maxConns connections.
+func throwAwayPG(maxConns int) []string {
+	return []string{"fsync = off", "synchronous_commit = off", "full_page_writes = off",
+		fmt.Sprintf("max_connections = %d", maxConns)}
+}
+
+// postgresFlags turns postgresql.conf lines (name = value) into the server's -c flags.
+func postgresFlags(lines []string) []string {
+	var flags []string
+	for _, line := range lines {
+		name, value, _ := strings.Cut(line, "=")
+		flags = append(flags, "-c", strings.TrimSpace(name)+"="+strings.Trim(strings.TrimSpace(value), "'"))
+	}
+	return flags
+}
+
 // startPostgresContainer is StartPostgres with a container: opts.Settings become the
 // server's -c flags.
 func startPostgresContainer(t testing.TB, opts PGOptions) *PGServer {
 	t.Helper()
-	cmd := []string{"postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=200"}
-	for _, line := range opts.Settings {
-		name, value, _ := strings.Cut(line, "=")
-		cmd = append(cmd, "-c", strings.TrimSpace(name)+"="+strings.Trim(strings.TrimSpace(value), "'"))
-	}
+	cmd := append([]string{"postgres"}, postgresFlags(append(throwAwayPG(200), opts.Settings...))...)
 	s := &PGServer{Port: FreePort(t)}
 	// Ready when the server itself answers on TCP: pg_isready also fails while the image's
 	// init runs its socket-only server, and while a restarted server recovers.
