@@ -69,8 +69,11 @@ func NamesFor(stream string) Names {
 }
 
 // BufferedKey is the Redis key that points at the newest buffered write of key. It holds
-// "<entry id> <created>", created being the time (µs) of the first write buffered for the
-// key since it was last flushed: what a new row's created_at will be.
+// "<entry id> <created> <updated> <value>": created is the time (µs) of the first write
+// buffered for the key since it was last flushed (what a new row's created_at will be),
+// updated and value are the entry's. The copy of the value lets a read answer from one GET;
+// the pointer lives exactly as long as its entry is unapplied (the ack and dead-letter
+// scripts delete it with the entry), so the copy is never stale.
 func BufferedKey(key string) string { return "buffered:" + key }
 
 // ID is a stream entry id, "ms-seq". It is the version of the write the entry carries:
@@ -282,15 +285,6 @@ func (q *Queue) enqueue(batch []*enqueueRequest) {
 	}
 }
 
-// bufferedScript returns the newest buffered write of a key: {id, created, fields of the
-// entry}, or nil when none is buffered (or its entry is gone).
-//
-//	KEYS: buffered:{key}, stream
-var bufferedScript = redis.NewScript(bufferedLua)
-
-//go:embed lua/buffered.lua
-var bufferedLua string
-
 // Buffered is a write accepted but not yet applied to PostgreSQL.
 type Buffered struct {
 	ID      string
@@ -300,72 +294,50 @@ type Buffered struct {
 }
 
 // Buffered returns the newest buffered write of key; ok is false when none is buffered.
-func (q *Queue) Buffered(ctx context.Context, key string) (b Buffered, ok bool, err error) {
-	var buffered func() (Buffered, bool, error)
-	err = q.pipelined(ctx, func(pipe redis.Pipeliner) { buffered = q.bufferedOn(ctx, pipe, key) })
-	if err != nil {
-		return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
-	}
+func (q *Queue) Buffered(ctx context.Context, key string) (Buffered, bool, error) {
+	pipe := q.rdb.Pipeline()
+	buffered := q.bufferedOn(ctx, pipe, key)
+	_, _ = pipe.Exec(ctx) // the command reports its own error
 	return buffered()
 }
 
-// bufferedOn queues Buffered's script on pipe; the function it returns, called after pipe
-// ran, gives its result.
+// bufferedOn queues the GET of key's buffered pointer on pipe; the function it returns,
+// called after pipe ran, gives the write it holds.
 func (q *Queue) bufferedOn(ctx context.Context, pipe redis.Pipeliner, key string) func() (Buffered, bool, error) {
-	cmd := bufferedScript.EvalSha(ctx, pipe, []string{BufferedKey(key), q.names.Stream})
-	return func() (b Buffered, ok bool, err error) {
-		res, err := cmd.Slice()
+	cmd := pipe.Get(ctx, BufferedKey(key))
+	return func() (Buffered, bool, error) {
+		p, err := cmd.Result()
 		if errors.Is(err, redis.Nil) {
 			return Buffered{}, false, nil
 		}
 		if err != nil {
 			return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
 		}
-		if len(res) != 3 {
-			return Buffered{}, false, fmt.Errorf("read buffered %q: unexpected reply %v", key, res)
-		}
-		b.ID, _ = res[0].(string)
-		if b.Created, err = parseMicros(res[1]); err != nil {
-			return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
-		}
-		flat, _ := res[2].([]any)
-		e, err := parseEntry(b.ID, pairs(flat))
+		b, err := parsePointer(p)
 		if err != nil {
 			return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
 		}
-		b.Value, b.Updated = e.value, e.ts
 		return b, true, nil
 	}
 }
 
-// pipelined sends the commands queue puts on a pipeline in one round trip; their results
-// (and errors, Redis being unreachable say) are theirs to report. Scripts go by their SHA
-// (EVALSHA), which a pipeline cannot fall back from one by one as Script.Run does: when
-// Redis does not know the script (after a restart or a flush) it is loaded and the
-// commands are queued and sent again.
-func (q *Queue) pipelined(ctx context.Context, queue func(redis.Pipeliner)) error {
-	send := func() []redis.Cmder {
-		cmds, _ := q.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error { queue(pipe); return nil })
-		return cmds
+// parsePointer reads a buffered pointer, "<entry id> <created µs> <updated µs> <value>".
+func parsePointer(p string) (b Buffered, err error) {
+	f := strings.SplitN(p, " ", 4)
+	if len(f) != 4 {
+		return Buffered{}, fmt.Errorf("malformed pointer %.40q", p)
 	}
-	if !noScript(send()) {
-		return nil
+	if _, err := ParseID(f[0]); err != nil {
+		return Buffered{}, err
 	}
-	if err := bufferedScript.Load(ctx, q.rdb).Err(); err != nil {
-		return err
+	b.ID, b.Value = f[0], f[3]
+	if b.Created, err = parseMicros(f[1]); err != nil {
+		return Buffered{}, err
 	}
-	send()
-	return nil
-}
-
-// noScript reports whether a command of cmds failed because Redis did not know its script.
-func noScript(cmds []redis.Cmder) bool {
-	for _, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-			return true
-		}
+	if b.Updated, err = parseMicros(f[2]); err != nil {
+		return Buffered{}, err
 	}
-	return false
+	return b, nil
 }
 
 // Stats describe the queue across every process that uses it.

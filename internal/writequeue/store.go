@@ -3,7 +3,6 @@ package writequeue
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/redis/go-redis/v9"
 
@@ -70,14 +69,10 @@ func (s *Store) Get(ctx context.Context, key string) (record.Record, error) {
 // one, else that of the first write buffered for the key; while the database is
 // unreachable, the latter.
 func (s *Store) Read(ctx context.Context, key string) (record.Read, error) {
-	var buffered func() (Buffered, bool, error)
-	var cached func() (record.Record, bool)
-	if err := s.queue.pipelined(ctx, func(pipe redis.Pipeliner) {
-		buffered = s.queue.bufferedOn(ctx, pipe, key)
-		cached = s.committed.Peek(ctx, pipe, key)
-	}); err != nil {
-		return record.Read{}, record.Unavailable("Queue", fmt.Errorf("read buffered %q: %w", key, err))
-	}
+	pipe := s.queue.rdb.Pipeline()
+	buffered := s.queue.bufferedOn(ctx, pipe, key)
+	cached := s.committed.Peek(ctx, pipe, key)
+	_, _ = pipe.Exec(ctx) // each command reports its own error
 	b, isBuffered, err := buffered()
 	if err != nil {
 		return record.Read{}, record.Unavailable("Queue", err)

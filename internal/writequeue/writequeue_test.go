@@ -183,8 +183,7 @@ func TestReadYourWritesAcrossTheFlush(t *testing.T) {
 }
 
 // A read asks the buffer and the read cache in one Redis round trip, whether it is answered
-// by the cached committed row or by a buffered write over it; after Redis lost its scripts
-// the read loads them again and answers the same.
+// by the cached committed row or by a buffered write over it.
 func TestReadIsOneRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, 0)
@@ -215,11 +214,27 @@ func TestReadIsOneRoundTrip(t *testing.T) {
 	assert.Equal(t, record.FromBuffer, r.Tier)
 	assert.Equal(t, "v2", r.Value)
 	assert.Equal(t, int64(1), trips, "a buffered write over a cached row")
+}
 
-	require.NoError(t, e.rdb.ScriptFlush(ctx).Err())
-	r, _ = read()
-	assert.Equal(t, record.FromBuffer, r.Tier)
-	assert.Equal(t, "v2", r.Value, "the script is loaded again")
+// The buffered pointer carries the value as written, spaces and line breaks included; a
+// pointer that cannot be read fails the read (a 503) rather than hide the buffered write.
+func TestBufferedPointer(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 0)
+	const value = " two  spaces\nand a line "
+	entry, err := e.queue.Enqueue(ctx, "k", value)
+	require.NoError(t, err)
+	b, ok, err := e.queue.Buffered(ctx, "k")
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, value, b.Value)
+	assert.Equal(t, entry.ID, b.ID)
+	assert.Equal(t, entry.Time, b.Updated)
+	assert.Equal(t, entry.Time, b.Created, "the key's first buffered write")
+
+	require.NoError(t, e.rdb.Set(ctx, writequeue.BufferedKey("k"), "not a pointer", 0).Err())
+	_, err = e.store.Read(ctx, "k")
+	assert.True(t, record.IsUnavailable(err), "got %v", err)
 }
 
 // Several writes of one key in one batch collapse to the newest; created_at is the first

@@ -10,10 +10,10 @@ for i = 1, n do
 	else
 		local id = redis.call('XADD', KEYS[1], '*', 'key', ARGV[2 * i], 'value', ARGV[2 * i + 1], 'ts', ts)
 		local key = KEYS[3 + i]
-		local c = created[key] or (old[i] and string.match(old[i], ' (%d+)$')) or ts
+		local c = created[key] or (old[i] and string.match(old[i], '^%S+ (%d+)')) or ts
 		created[key] = c
 		pointers[#pointers + 1] = key
-		pointers[#pointers + 1] = id .. ' ' .. c
+		pointers[#pointers + 1] = id .. ' ' .. c .. ' ' .. ts .. ' ' .. ARGV[2 * i + 1]
 		ids[i] = id
 		len, added = len + 1, added + 1
 	end
