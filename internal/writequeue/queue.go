@@ -34,10 +34,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dblayers/dblayers/internal/groupcommit"
 )
 
 // Group is the consumer group the workers share.
@@ -110,18 +111,15 @@ var ErrClosed = errors.New("write queue closed")
 
 // Queue is the producer's side of the buffer, and what readers and /stats ask it.
 //
-// Enqueue is a group commit: concurrent calls are gathered into one script run (one
-// Redis round trip for up to maxEnqueueBatch writes), and each call returns once Redis has
-// its own write, or with the reason it does not. A lone call waits for nobody.
+// Enqueue is a group commit (internal/groupcommit): concurrent calls are gathered into one
+// script run (one Redis round trip for up to maxEnqueueBatch writes), and each call returns
+// once Redis has its own write, or with the reason it does not. A lone call waits for
+// nobody.
 type Queue struct {
 	rdb        redis.UniversalClient
 	names      Names
 	maxBacklog int64
-
-	requests  chan *enqueueRequest // unbuffered: a send succeeds only when a flusher takes it
-	closed    chan struct{}
-	closeOnce sync.Once
-	flushers  sync.WaitGroup
+	writes     *groupcommit.Batcher[enqueueRequest, Entry]
 }
 
 const (
@@ -132,21 +130,13 @@ const (
 // NewQueue returns the queue whose stream is named stream on rdb. maxBacklog bounds the
 // entries not yet applied (0 = no bound). Close it to stop its flushers.
 func NewQueue(rdb redis.UniversalClient, stream string, maxBacklog int64) *Queue {
-	q := &Queue{
-		rdb: rdb, names: NamesFor(stream), maxBacklog: maxBacklog,
-		requests: make(chan *enqueueRequest), closed: make(chan struct{}),
-	}
-	for range flushers {
-		q.flushers.Go(q.flush)
-	}
+	q := &Queue{rdb: rdb, names: NamesFor(stream), maxBacklog: maxBacklog}
+	q.writes = groupcommit.New(flushers, maxEnqueueBatch, q.enqueue)
 	return q
 }
 
 // Close stops accepting writes; Enqueue calls in progress get their answer first.
-func (q *Queue) Close() {
-	q.closeOnce.Do(func() { close(q.closed) })
-	q.flushers.Wait()
-}
+func (q *Queue) Close() { q.writes.Close() }
 
 // Names returns the queue's Redis keys.
 func (q *Queue) Names() Names { return q.names }
@@ -183,106 +173,61 @@ type Entry struct {
 	Time time.Time
 }
 
-type enqueueRequest struct {
-	ctx        context.Context
-	key, value string
-	done       chan enqueueResult // buffered: a flusher never waits for the caller
-}
-
-type enqueueResult struct {
-	entry Entry
-	err   error
-}
+type enqueueRequest struct{ key, value string }
 
 // Enqueue appends the write and returns once Redis has it. It fails with ErrBacklogFull
 // while the backlog is at its bound, or with Redis's error. Once a flusher has taken the
 // write, Enqueue waits for its outcome even if ctx ends, so that its answer is exact.
 func (q *Queue) Enqueue(ctx context.Context, key, value string) (Entry, error) {
-	req := &enqueueRequest{ctx: ctx, key: key, value: value, done: make(chan enqueueResult, 1)}
-	select {
-	case q.requests <- req:
-	case <-ctx.Done():
-		return Entry{}, fmt.Errorf("enqueue %q: %w", key, ctx.Err())
-	case <-q.closed:
+	entry, err := q.writes.Do(ctx, enqueueRequest{key: key, value: value})
+	switch {
+	case errors.Is(err, groupcommit.ErrClosed):
 		return Entry{}, ErrClosed
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return Entry{}, fmt.Errorf("enqueue %q: %w", key, err)
 	}
-	res := <-req.done
-	return res.entry, res.err
+	return entry, err
 }
 
-// flush takes waiting writes, as many as are there (up to maxEnqueueBatch), and enqueues
-// them in one script run, until the queue is closed.
-func (q *Queue) flush() {
-	batch := make([]*enqueueRequest, 0, maxEnqueueBatch)
-	for {
-		select {
-		case req := <-q.requests:
-			batch = append(batch[:0], req)
-		case <-q.closed:
-			return
-		}
-	gather:
-		for len(batch) < maxEnqueueBatch {
-			select {
-			case req := <-q.requests:
-				batch = append(batch, req)
-			default:
-				break gather
-			}
-		}
-		q.enqueue(batch)
-	}
-}
-
-// enqueue runs the script for batch and answers every request in it.
-func (q *Queue) enqueue(batch []*enqueueRequest) {
+// enqueue runs the script for batch, one result per write.
+func (q *Queue) enqueue(batch []enqueueRequest) []groupcommit.Result[Entry] {
 	keys := []string{q.names.Stream, q.names.Queued, q.names.Backlog}
 	args := []any{q.maxBacklog}
-	var live []*enqueueRequest
 	for _, req := range batch {
-		if err := req.ctx.Err(); err != nil { // its caller gave up before we began
-			req.done <- enqueueResult{err: fmt.Errorf("enqueue %q: %w", req.key, err)}
-			continue
-		}
-		live = append(live, req)
 		keys = append(keys, BufferedKey(req.key))
 		args = append(args, req.key, req.value)
 	}
-	if len(live) == 0 {
-		return
-	}
-	fail := func(err error) {
-		for _, req := range live {
-			req.done <- enqueueResult{err: fmt.Errorf("enqueue %q: %w", req.key, err)}
+	results := make([]groupcommit.Result[Entry], len(batch))
+	fail := func(err error) []groupcommit.Result[Entry] {
+		for i, req := range batch {
+			results[i].Err = fmt.Errorf("enqueue %q: %w", req.key, err)
 		}
+		return results
 	}
-	// Not a caller's context: the writes of several callers are in this one call.
 	res, err := enqueueScript.Run(context.Background(), q.rdb, keys, args...).Slice()
 	if err != nil {
-		fail(err)
-		return
+		return fail(err)
 	}
 	if len(res) != 2 {
-		fail(fmt.Errorf("unexpected reply %v", res))
-		return
+		return fail(fmt.Errorf("unexpected reply %v", res))
 	}
 	ts, err := parseMicros(res[0])
 	ids, _ := res[1].([]any)
-	if err == nil && len(ids) != len(live) {
-		err = fmt.Errorf("%d ids for %d writes", len(ids), len(live))
+	if err == nil && len(ids) != len(batch) {
+		err = fmt.Errorf("%d ids for %d writes", len(ids), len(batch))
 	}
 	if err != nil {
-		fail(err)
-		return
+		return fail(err)
 	}
-	for i, req := range live {
+	for i := range batch {
 		switch id, _ := ids[i].(string); id {
 		case "":
-			req.done <- enqueueResult{err: ErrBacklogFull}
+			results[i].Err = ErrBacklogFull
 		default:
-			req.done <- enqueueResult{entry: Entry{ID: id, Time: ts}}
+			results[i].Out = Entry{ID: id, Time: ts}
 		}
 	}
+	return results
 }
 
 // Buffered is a write accepted but not yet applied to PostgreSQL.
