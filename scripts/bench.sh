@@ -280,7 +280,7 @@ preload() {
 	for attempt in 1 2; do
 		say "L$n: preloading $keys keys (k0 … k$((keys - 1))), attempt $attempt"
 		rc=0
-		timeout -s INT -k 10 "$PRELOAD_LIMIT" "$LOADGEN" run -c "${WL_PRELOAD_CLIENTS[n]:-$clients}" -n "$keys" -o json \
+		timeout -s INT -k 10 "$PRELOAD_LIMIT" "$LOADGEN" run -c "$clients" -n "$keys" -o json \
 			"${WL_HEADERS[@]}" -d "$(wl_write_body "$n" "k{n}" "v{n}")" "$base$(wl_write_path "$n")" \
 			>"$work/preload.json" 2>"$work/err" || rc=$?
 		wl_wait_drained "$n" "$DRAIN_LIMIT" >&2 || true

@@ -48,12 +48,6 @@ WL_DRAIN=([6]=write-queue [7]=projection)
 # environment).
 WL_BENCH_ENV=([10]="RATE_LIMIT_REQUESTS=1000000000")
 WL_BENCH_ENV_WHY=([10]="so that the rate limiter, which counts per API key, admits every request while still running its check")
-# Clients for the preload, where the benchmark's -c would only queue inside the layer: L8 holds
-# 16 MongoDB connections (MONGODB_POOL_MAX_SIZE), the other clients wait for one, and a wait
-# beyond MONGODB_TIMEOUT (2 s) on a loaded machine is a 503 (126 of 100,000 in one preload on
-# 2026-12-02), after which the preload writes every key again. 16 clients wrote as fast:
-# 15,000 new documents at 474/s with c=16 and 478/s with c=50, p99 141 and 290 ms (load 14).
-WL_PRELOAD_CLIENTS=([8]=16)
 # A second path that bench.sh measures as rows of its own (target "LN TX_NAME"): a write and
 # a per-user list read. @USER@ is replaced by a user id; bench.sh gives each of WL_TX_USERS
 # users one write before it reads their lists.

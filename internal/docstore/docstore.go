@@ -6,11 +6,11 @@
 // changes on every write (BSON dates, millisecond precision). The key is also the _id, so
 // every lookup and upsert is an _id equality: the primary index on MongoDB, and on the
 // local FerretDB (PostgreSQL backend) a filter it pushes down to PostgreSQL, answered by the
-// _id index tools/ferretdb adds (layers/l8/README.md, "The document store's index"). key keeps the original's field, with a unique index. Both indexes make an
-// upsert the only way a key is ever written, so concurrent first writes of one key cannot
-// leave two documents (the original had no index at all): an upsert that loses the race
-// to insert gets a duplicate-key error and is retried, and then updates the winner's
-// document.
+// _id index tools/ferretdb adds (layers/l8/README.md, "The document store's index"). key keeps the original's field, with a unique index. Both indexes keep one
+// document per key however concurrent first writes of it interleave (the original had no
+// index at all): a write is an insert batched with others (see Put) or an upsert, and
+// either one that loses the race to create the key gets a duplicate-key error and goes on
+// as an upsert of the winner's document.
 //
 // Every call is bounded (see Options), and driver errors are classified once here: a
 // server that cannot be reached is a record.UnavailableError (HTTP 503 "MongoDB
@@ -33,6 +33,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
+	"github.com/dblayers/dblayers/internal/groupcommit"
 	"github.com/dblayers/dblayers/internal/record"
 )
 
@@ -77,7 +78,44 @@ type Store struct {
 	coll    *mongo.Collection
 	timeout time.Duration
 	conns   atomic.Int64 // open connections, from the driver's pool events
+
+	inserts     *groupcommit.Batcher[newDocument, bool] // concurrent writes, one insertMany per batch
+	skipInserts atomic.Int64                            // writes left that go straight to an upsert
+	skipRun     atomic.Int64                            // the last run of skipped inserts; 0 after a batch of new keys
+	inserted    atomic.Int64
+	batches     atomic.Int64
+	upserted    atomic.Int64
 }
+
+// WriteCounts count this process's document writes by the way they were done.
+type WriteCounts struct {
+	Inserted      int64 `json:"inserted"`       // new keys written by a batched insert
+	InsertBatches int64 `json:"insert_batches"` // insertMany commands sent
+	Upserted      int64 `json:"upserted"`       // writes done as an upsert: the key existed, or inserts were skipped
+}
+
+// WriteCounts returns the counts so far.
+func (s *Store) WriteCounts() WriteCounts {
+	return WriteCounts{Inserted: s.inserted.Load(), InsertBatches: s.batches.Load(), Upserted: s.upserted.Load()}
+}
+
+// newDocument is a write as the document it makes of a new key.
+type newDocument struct {
+	key  string
+	data Data
+	now  time.Time
+}
+
+const (
+	insertFlushers = 2   // insertMany commands in flight at once
+	maxInsertBatch = 128 // documents per insertMany
+	// After a batch in which most keys already existed, the next writes skip the insert: for
+	// a run of overwrites, trying the insert first would only add a failed statement (and
+	// an error in the server's log). The run is minUpsertRun writes, doubled after each
+	// further such batch up to maxUpsertRun; a batch of mostly new keys ends the doubling.
+	minUpsertRun = 512
+	maxUpsertRun = 32768
+)
 
 // Open connects to the MongoDB server at url and prepares the documents collection of
 // database: it waits (up to opts.StartupTimeout, or until ctx ends) for the server, then
@@ -107,11 +145,12 @@ func Open(ctx context.Context, url, database string, opts Options) (*Store, erro
 	}
 	s.client = client
 	s.coll = client.Database(database).Collection(Collection)
+	s.inserts = groupcommit.New(insertFlushers, maxInsertBatch, s.insertMany)
 
 	sctx, cancel := context.WithTimeout(ctx, opts.StartupTimeout)
 	defer cancel()
 	if err := s.ensureIndex(sctx); err != nil {
-		_ = client.Disconnect(context.Background())
+		_ = s.Close(context.Background())
 		return nil, err
 	}
 	return s, nil
@@ -142,15 +181,107 @@ func (s *Store) ensureIndex(ctx context.Context) error {
 	}
 }
 
-// Close disconnects from the server.
-func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
+// Close waits for the writes in progress, then disconnects from the server.
+func (s *Store) Close(ctx context.Context) error {
+	s.inserts.Close()
+	return s.client.Disconnect(ctx)
+}
 
 // Put upserts key's document: data replaces the old data, updated_at is now, created_at
 // is set on the first write only.
+//
+// Writes are a group commit: concurrent Puts are first tried together as one unordered
+// insertMany of the documents they would create, which costs one statement for the whole
+// batch where an upsert costs a look-up and a statement per document. A key that already
+// exists fails its insert with a duplicate-key error, and that Put then upserts as usual;
+// the unique _id and key indexes keep one document per key whichever way it is written.
+// When most keys of a batch existed, the writes that follow skip the insert for a while
+// (minUpsertRun).
 func (s *Store) Put(ctx context.Context, key string, data Data) error {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if s.insertFirst() {
+		inserted, err := s.inserts.Do(ctx, newDocument{key: key, data: data, now: now})
+		if err != nil {
+			return Classify(fmt.Errorf("insert document %q: %w", key, err))
+		}
+		if inserted {
+			return nil
+		}
+	}
+	return s.upsert(ctx, key, data, now)
+}
+
+// insertFirst reports whether a write tries the batched insert first: unless a recent batch
+// found most of its keys there already and the run of upserts it set is not over.
+func (s *Store) insertFirst() bool {
+	for {
+		n := s.skipInserts.Load()
+		if n <= 0 {
+			return true
+		}
+		if s.skipInserts.CompareAndSwap(n, n-1) {
+			return false
+		}
+	}
+}
+
+// insertMany inserts batch's documents in one unordered insertMany: true for each one
+// inserted, false for each one the server refused (a key that exists, or a document it
+// rejects, which the Put's upsert then reports).
+func (s *Store) insertMany(batch []newDocument) []groupcommit.Result[bool] {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	docs := make([]any, len(batch))
+	for i, d := range batch {
+		docs[i] = bson.D{
+			{Key: "_id", Value: d.key}, {Key: "key", Value: d.key}, {Key: "data", Value: d.data.doc},
+			{Key: "created_at", Value: d.now}, {Key: "updated_at", Value: d.now},
+		}
+	}
+	s.batches.Add(1)
+	_, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	results := make([]groupcommit.Result[bool], len(batch))
+	for i := range results {
+		results[i].Out = true
+	}
+	if err == nil {
+		s.inserted.Add(int64(len(batch)))
+		return results
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || len(bwe.WriteErrors) == 0 { // the command itself failed
+		for i := range results {
+			results[i] = groupcommit.Result[bool]{Err: err}
+		}
+		return results
+	}
+	existed := 0
+	for _, we := range bwe.WriteErrors {
+		if we.Index >= 0 && we.Index < len(results) {
+			results[we.Index].Out = false
+		}
+		if we.HasErrorCode(duplicateKey) {
+			existed++
+		}
+	}
+	s.inserted.Add(int64(len(batch) - len(bwe.WriteErrors)))
+	if 2*existed > len(batch) {
+		run := min(max(2*s.skipRun.Load(), minUpsertRun), maxUpsertRun)
+		s.skipRun.Store(run)
+		s.skipInserts.Store(run)
+	} else {
+		s.skipRun.Store(0)
+	}
+	return results
+}
+
+// duplicateKey is MongoDB's error code for a write that would duplicate a unique key.
+const duplicateKey = 11000
+
+// upsert writes key's document whether or not it exists.
+func (s *Store) upsert(ctx context.Context, key string, data Data, now time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	now := time.Now().UTC().Truncate(time.Millisecond)
 	update := bson.D{
 		{Key: "$set", Value: bson.D{{Key: "data", Value: data.doc}, {Key: "updated_at", Value: now}}},
 		{Key: "$setOnInsert", Value: bson.D{{Key: "key", Value: key}, {Key: "created_at", Value: now}}},
@@ -161,11 +292,12 @@ func (s *Store) Put(ctx context.Context, key string, data Data) error {
 		if !mongo.IsDuplicateKeyError(err) {
 			break
 		}
-		// Another upsert inserted the key first: this one now finds and updates it.
+		// Another write inserted the key first: this one now finds and updates it.
 	}
 	if err != nil {
 		return Classify(fmt.Errorf("upsert document %q: %w", key, err))
 	}
+	s.upserted.Add(1)
 	return nil
 }
 

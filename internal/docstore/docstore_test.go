@@ -243,6 +243,68 @@ func TestConcurrentUpsertsOfNewKey(t *testing.T) {
 	assert.Equal(t, int64(keys), n)
 }
 
+// Concurrent writes of new keys share insertMany commands; overwriting them all at once
+// then ends every write as an upsert that keeps created_at; and the writes after that
+// batch of existing keys skip the insert and still land.
+func TestConcurrentWritesShareInserts(t *testing.T) {
+	url, db := testenv.MongoURL(t)
+	s := open(t, url, db)
+	ctx := context.Background()
+	const writers = 64
+	writeAll := func(round string) {
+		t.Helper()
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make([]error, writers)
+		for w := range writers {
+			wg.Go(func() {
+				<-start
+				errs[w] = s.Put(ctx, fmt.Sprint("k", w), mustParse(t, fmt.Sprintf(`{"round":%q}`, round)))
+			})
+		}
+		close(start)
+		wg.Wait()
+		for _, err := range errs {
+			require.NoError(t, err)
+		}
+	}
+
+	writeAll("new")
+	counts := s.WriteCounts()
+	assert.Equal(t, int64(writers), counts.Inserted)
+	assert.Zero(t, counts.Upserted)
+	assert.Less(t, counts.InsertBatches, int64(writers/2), "writes waiting for a flusher go together")
+	first, err := s.Get(ctx, "k7")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"round":"new"}`, string(first.Data))
+	assert.Equal(t, first.CreatedAt, first.UpdatedAt)
+
+	testenv.WaitFor(t, time.Second, "the clock to pass the next millisecond", func() bool {
+		return time.Since(first.UpdatedAt) > 2*time.Millisecond
+	})
+	writeAll("again")
+	counts = s.WriteCounts()
+	assert.Equal(t, int64(writers), counts.Inserted, "no key was inserted twice")
+	assert.Equal(t, int64(writers), counts.Upserted)
+	second, err := s.Get(ctx, "k7")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"round":"again"}`, string(second.Data))
+	assert.Equal(t, first.CreatedAt, second.CreatedAt)
+	assert.True(t, second.UpdatedAt.After(first.UpdatedAt))
+
+	batches := counts.InsertBatches
+	require.NoError(t, s.Put(ctx, "fresh", mustParse(t, `{"n":1}`)))
+	counts = s.WriteCounts()
+	assert.Equal(t, batches, counts.InsertBatches, "after a batch of existing keys, inserts are skipped")
+	assert.Equal(t, int64(writers+1), counts.Upserted)
+	doc, err := s.Get(ctx, "fresh")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"n":1}`, string(doc.Data))
+	n, err := s.Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(writers+1), n)
+}
+
 // Opening a collection whose keys are already duplicated (the original's data could be)
 // fails clearly instead of running without the index.
 func TestOpenRefusesDuplicateKeys(t *testing.T) {

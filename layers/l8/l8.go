@@ -403,6 +403,8 @@ type Stats struct {
 	CacheMisses          int64   `json:"cache_misses"` // idem
 	CacheHitRate         float64 `json:"cache_hit_rate"`
 	InvalidationsPending int64   `json:"invalidations_pending"` // cache deletes waiting for Redis
+	// How this process wrote documents: new keys go in batched inserts, the others upserts.
+	DocumentWrites docstore.WriteCounts `json:"document_writes"`
 }
 
 func (s *Service) stats(r *http.Request) (any, error) {
@@ -432,6 +434,7 @@ func (s *Service) stats(r *http.Request) (any, error) {
 	}
 	st.PostgresPoolSize = s.pool.Stat().TotalConns()
 	st.MongoDBConnections = s.docs.Connections()
+	st.DocumentWrites = s.docs.WriteCounts()
 	dh, dm := s.docCache.Counts()
 	th, tm := s.txnCache.Counts()
 	st.CacheHits, st.CacheMisses = dh+th, dm+tm

@@ -322,6 +322,10 @@ func stats(t *testing.T, e env) {
 	assert.Equal(t, true, after["cache_available"])
 	assert.Equal(t, 1.0, delta(before, after, "cache_hits"))
 	assert.Equal(t, 1.0, delta(before, after, "cache_misses"))
+	// One document written, by a batched insert or (after overwrites) an upsert.
+	wb, wa := before["document_writes"].(map[string]any), after["document_writes"].(map[string]any)
+	assert.Equal(t, 1.0, delta(wb, wa, "inserted")+delta(wb, wa, "upserted"))
+	assert.Equal(t, delta(wb, wa, "inserted"), delta(wb, wa, "insert_batches"))
 	assert.Equal(t, after, statsOf(t, c), "nothing changed in between")
 	assert.Equal(t, after, c.Get("/cache-stats").Body)
 }
