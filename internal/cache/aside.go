@@ -99,15 +99,20 @@ func (a *Aside) Read(ctx context.Context, key string) (record.Read, error) {
 	return loaded, err
 }
 
-// Peek queues on pipe a look at key's cached record, so that a caller can ask Redis other
-// things in the same round trip (L6 asks its write buffer). The function it returns, called
-// after pipe ran, gives the cached record, counted as a hit; false means no cached copy
-// could be used (not cached, Redis failed, or an invalidation is still undelivered), and
-// the caller then reads through Read, which counts the miss. pipe must be on the Aside's
-// Redis.
-func (a *Aside) Peek(ctx context.Context, pipe redis.Pipeliner, key string) func() (record.Record, bool) {
-	return a.fill.Peek(ctx, pipe, CacheKey(key))
+// PeekKey is the Redis key of key's cached record, for a caller that reads it in a command
+// of its own, with other keys (L6 reads its write buffer in the same MGET), and decodes what
+// it read with Cached. "" when the cache must not be read now (an invalidation is still
+// undelivered; Read delivers it first). The caller's command must go to the Aside's Redis.
+func (a *Aside) PeekKey(key string) string {
+	if !a.fill.Usable() {
+		return ""
+	}
+	return CacheKey(key)
 }
+
+// Cached decodes the value read from PeekKey(key), counted as a hit; false means it could
+// not be used, and the caller then reads through Read, which counts the miss.
+func (a *Aside) Cached(data []byte) (record.Record, bool) { return a.fill.Cached(data) }
 
 // Put writes through to the store, then invalidates the cached copy and any fill lease.
 // The write is acknowledged once the store committed it, even if Redis is unreachable.

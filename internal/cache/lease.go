@@ -86,25 +86,21 @@ func (l *Leased[T]) Lookup(ctx context.Context, cacheKey string, load func(conte
 	return v, false, nil
 }
 
-// Peek queues a GET of cacheKey on pipe, for a caller that sends other commands in the same
-// round trip; the function it returns, called after pipe ran, gives the cached value and
-// counts the hit. false (nothing counted: the caller's Lookup that follows counts the miss)
-// when the key is not cached, Redis failed, or an invalidation is undelivered, in which
-// case nothing was queued: Lookup delivers it first.
-func (l *Leased[T]) Peek(ctx context.Context, pipe redis.Pipeliner, cacheKey string) func() (T, bool) {
-	if l.pending.count.Load() != 0 {
-		return func() (v T, ok bool) { return v, false }
+// Usable reports whether the cache may be read now by a caller that reads a cache key in a
+// command of its own (see Cached): not while an invalidation is undelivered, which Lookup
+// delivers first.
+func (l *Leased[T]) Usable() bool { return l.pending.count.Load() == 0 }
+
+// Cached decodes a value the caller read from a cache key itself, in a command of its own
+// (L6 reads it with the key's buffered write in one MGET), and counts the hit. false, with
+// nothing counted, when it does not decode: the caller's Lookup that follows counts the miss.
+func (l *Leased[T]) Cached(data []byte) (v T, ok bool) {
+	if json.Unmarshal(data, &v) != nil {
+		var zero T
+		return zero, false
 	}
-	get := pipe.Get(ctx, cacheKey)
-	return func() (v T, ok bool) {
-		data, err := get.Bytes()
-		if err != nil || json.Unmarshal(data, &v) != nil {
-			var zero T
-			return zero, false
-		}
-		l.hits.Add(1)
-		return v, true
-	}
+	l.hits.Add(1)
+	return v, true
 }
 
 // encode is json.Marshal without HTML escaping, so that embedded json.RawMessage values

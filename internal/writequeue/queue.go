@@ -240,30 +240,17 @@ type Buffered struct {
 
 // Buffered returns the newest buffered write of key; ok is false when none is buffered.
 func (q *Queue) Buffered(ctx context.Context, key string) (Buffered, bool, error) {
-	pipe := q.rdb.Pipeline()
-	buffered := q.bufferedOn(ctx, pipe, key)
-	_, _ = pipe.Exec(ctx) // the command reports its own error
-	return buffered()
-}
-
-// bufferedOn queues the GET of key's buffered pointer on pipe; the function it returns,
-// called after pipe ran, gives the write it holds.
-func (q *Queue) bufferedOn(ctx context.Context, pipe redis.Pipeliner, key string) func() (Buffered, bool, error) {
-	cmd := pipe.Get(ctx, BufferedKey(key))
-	return func() (Buffered, bool, error) {
-		p, err := cmd.Result()
-		if errors.Is(err, redis.Nil) {
-			return Buffered{}, false, nil
-		}
-		if err != nil {
-			return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
-		}
-		b, err := parsePointer(p)
-		if err != nil {
-			return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
-		}
-		return b, true, nil
+	p, err := q.rdb.Get(ctx, BufferedKey(key)).Result()
+	if errors.Is(err, redis.Nil) {
+		return Buffered{}, false, nil
 	}
+	if err == nil {
+		var b Buffered
+		if b, err = parsePointer(p); err == nil {
+			return b, true, nil
+		}
+	}
+	return Buffered{}, false, fmt.Errorf("read buffered %q: %w", key, err)
 }
 
 // parsePointer reads a buffered pointer, "<entry id> <created µs> <updated µs> <value>".

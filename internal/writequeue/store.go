@@ -3,20 +3,20 @@ package writequeue
 import (
 	"context"
 	"errors"
-
-	"github.com/redis/go-redis/v9"
+	"fmt"
 
 	"github.com/dblayers/dblayers/internal/record"
 )
 
 // Committed reads records already applied to the database, through a read cache on the
-// queue's Redis: cache.Aside over a pgstore.Store is one. Peek lets a read ask the cache in
-// the same round trip as the buffer.
+// queue's Redis: cache.Aside over a pgstore.Store is one. PeekKey and Cached let a read ask
+// the cache in the same command as the buffer.
 type Committed interface {
 	Read(ctx context.Context, key string) (record.Read, error)
-	// Peek queues a look at key's cached record on pipe; the function it returns, called
-	// after pipe ran, gives the record, or false when it must be read with Read.
-	Peek(ctx context.Context, pipe redis.Pipeliner, key string) func() (record.Record, bool)
+	// PeekKey is the Redis key of key's cached record, or "" when the cache must not be
+	// read now; Cached decodes what was read there, false when it must be read with Read.
+	PeekKey(key string) string
+	Cached(data []byte) (record.Record, bool)
 }
 
 // Store is the buffered store: Put queues the write, Get reads your writes, the newest
@@ -29,7 +29,7 @@ type Store struct {
 var _ record.Reader = (*Store)(nil)
 
 // NewStore returns the buffered store over queue and committed, whose cache must be on the
-// queue's Redis (its look-ups are sent on the queue's client).
+// queue's Redis, one server (a read asks for both keys in one MGET on the queue's client).
 func NewStore(queue *Queue, committed Committed) *Store {
 	return &Store{queue: queue, committed: committed}
 }
@@ -58,7 +58,7 @@ func (s *Store) Get(ctx context.Context, key string) (record.Record, error) {
 // FromCache or FromStore (the committed row). If the queue cannot be asked, it fails
 // rather than answer from the database: a queued write may be newer than the row.
 //
-// The buffer and the read cache are asked in one Redis round trip, the buffer first: a
+// The buffer and the read cache are asked in one Redis command (MGET), the buffer first: a
 // write acknowledged before the read began is in the buffer until the worker's
 // acknowledgement, which drops the cached copy in the same script, so a cached row read
 // after an empty buffer answer is never older than such a write. Only a cache miss costs
@@ -69,15 +69,31 @@ func (s *Store) Get(ctx context.Context, key string) (record.Record, error) {
 // one, else that of the first write buffered for the key; while the database is
 // unreachable, the latter.
 func (s *Store) Read(ctx context.Context, key string) (record.Read, error) {
-	pipe := s.queue.rdb.Pipeline()
-	buffered := s.queue.bufferedOn(ctx, pipe, key)
-	cached := s.committed.Peek(ctx, pipe, key)
-	_, _ = pipe.Exec(ctx) // each command reports its own error
-	b, isBuffered, err := buffered()
-	if err != nil {
-		return record.Read{}, record.Unavailable("Queue", err)
+	keys := []string{BufferedKey(key)}
+	if ck := s.committed.PeekKey(key); ck != "" {
+		keys = append(keys, ck)
 	}
-	old, found := cached()
+	vals, err := s.queue.rdb.MGet(ctx, keys...).Result()
+	if err == nil && len(vals) != len(keys) {
+		err = fmt.Errorf("%d values for %d keys", len(vals), len(keys))
+	}
+	if err != nil {
+		return record.Read{}, record.Unavailable("Queue", fmt.Errorf("read buffered %q: %w", key, err))
+	}
+	p, isBuffered := vals[0].(string)
+	var b Buffered
+	if isBuffered {
+		if b, err = parsePointer(p); err != nil {
+			return record.Read{}, record.Unavailable("Queue", fmt.Errorf("read buffered %q: %w", key, err))
+		}
+	}
+	var old record.Record
+	var found bool
+	if len(vals) > 1 {
+		if data, ok := vals[1].(string); ok {
+			old, found = s.committed.Cached([]byte(data))
+		}
+	}
 	if !isBuffered {
 		if found {
 			return record.Read{Record: old, Tier: record.FromCache}, nil
