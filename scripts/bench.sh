@@ -24,13 +24,13 @@
 # layer with a second path there (L8's transactions) gets rows of their own for it, target
 # "L8 transactions": uniform-read (a user's list), write and mixed, over WL_TX_USERS users.
 #
-# One layer at a time: `scripts/stack.sh up N`, preload, the four workloads, `scripts/stack.sh
-# down N`, then the next layer. The preload is skipped when the layer's data already holds it
-# (a marker key written after a complete preload). A layer that was already running when the
-# benchmark started is measured as found and left running (the report says so). Every step is
-# bounded in time; a layer that fails to come up is reported as not measured and the run goes
-# on. Paths are relative to the repository root. The run's total time is printed at the end and
-# written into the report. Loopback only.
+# One layer at a time: `scripts/stack.sh up N`, preload, a wait for a quiet machine (settle),
+# the four workloads, `scripts/stack.sh down N`, then the next layer. The preload is skipped
+# when the layer's data already holds it (a marker key written after a complete preload). A
+# layer that was already running when the benchmark started is measured as found and left
+# running (the report says so). Every step is bounded in time; a layer that fails to come up is
+# reported as not measured and the run goes on. Paths are relative to the repository root. The
+# run's total time is printed at the end and written into the report. Loopback only.
 #
 # The layers it brings up log every error and every request of ACCESS_LOG_SLOW (default 1s) or
 # more, and a share ACCESS_LOG_SAMPLE (default 0.01) of the rest: a line per request would cost
@@ -49,6 +49,8 @@ UP_LIMIT=900      # seconds for `stack.sh up N` (it may install packages and bui
 DOWN_LIMIT=300    # seconds for `stack.sh down N`
 PRELOAD_LIMIT=3600 # seconds for the preload of KEYS keys
 DRAIN_LIMIT=600   # seconds for L6's queue / L7's projection to catch up
+SETTLE_LIMIT=180  # seconds to wait for a quiet machine before a layer's workloads
+SETTLE_BUSY=10    # "quiet": at most this share (%) of the CPUs busy over 2 s
 export ACCESS_LOG_SAMPLE=${ACCESS_LOG_SAMPLE:-0.01} ACCESS_LOG_SLOW=${ACCESS_LOG_SLOW:-1s}
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
@@ -129,6 +131,24 @@ load_start=$(cut -d ' ' -f 1-3 /proc/loadavg 2>/dev/null || true)
 # cpu_times: "steal total" of /proc/stat's cpu line (user … steal; guest time is inside user).
 cpu_times() { awk '/^cpu /{t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t}' /proc/stat 2>/dev/null || true; }
 cpu_start=$(cpu_times)
+
+# settle: wait, at most SETTLE_LIMIT s, until the machine is quiet (at most SETTLE_BUSY % of
+# its CPU time busy over 2 s; cpu_busy gives busy and total jiffies), and print the seconds
+# waited. After a preload, the layer's databases go on working for a while (autovacuum of the
+# new rows, Redis rewriting its AOF, checkpoints), and that work would otherwise share the
+# CPUs with the first workloads.
+cpu_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+settle() {
+	local t0=$SECONDS a b
+	while ((SECONDS - t0 < SETTLE_LIMIT)); do
+		a=$(cpu_busy)
+		sleep 2
+		b=$(cpu_busy)
+		awk -v a="$a" -v b="$b" -v limit="$SETTLE_BUSY" 'BEGIN { split(a, x, " "); split(b, y, " ")
+			exit !(y[2] > x[2] && 100 * (y[1] - x[1]) <= limit * (y[2] - x[2])) }' && break
+	done
+	echo $((SECONDS - t0))
+}
 duration_s=$(to_seconds "$duration")
 run_limit=$((duration_s + $(to_seconds "$warmup") + 60)) # one workload, with margin
 
@@ -350,6 +370,14 @@ for n in "${layers[@]}"; do
 		wl_headers "$n"
 		preload_note=$(preload "$n" "$keys")
 		[[ -n $preload_note ]] && note+=" $preload_note"
+		waited=$(settle)
+		if ((waited >= SETTLE_LIMIT)); then
+			say "L$n: the machine was still busy after $waited s; measuring anyway"
+			note+=" The machine was still busy (over ${SETTLE_BUSY}% of its CPU) ${waited} s after the preload."
+		elif ((waited > 2)); then
+			say "L$n: the machine was quiet after $waited s"
+			note+=" Waited ${waited} s after the preload for the machine to be quiet."
+		fi
 		note=${note# }
 		drain=
 		[[ -n ${WL_DRAIN[n]:-} ]] && drain=$n
