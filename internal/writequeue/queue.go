@@ -373,14 +373,3 @@ func parseMicros(v any) (time.Time, error) {
 	}
 	return time.UnixMicro(us).UTC(), nil
 }
-
-// pairs turns a flat [name, value, …] Lua reply into a map.
-func pairs(flat []any) map[string]any {
-	m := make(map[string]any, len(flat)/2)
-	for i := 0; i+1 < len(flat); i += 2 {
-		if name, ok := flat[i].(string); ok {
-			m[name] = flat[i+1]
-		}
-	}
-	return m
-}
