@@ -134,9 +134,8 @@ cpu_start=$(cpu_times)
 
 # settle: wait, at most SETTLE_LIMIT s, until the machine is quiet (at most SETTLE_BUSY % of
 # its CPU time busy over 2 s; cpu_busy gives busy and total jiffies), and print the seconds
-# waited. After a preload, the layer's databases go on working for a while (autovacuum of the
-# new rows, Redis rewriting its AOF, checkpoints), and that work would otherwise share the
-# CPUs with the first workloads.
+# waited: work still running when a layer's workloads begin (its databases' after a preload,
+# or anything else on the machine) would otherwise share the CPUs with the measurement.
 cpu_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 settle() {
 	local t0=$SECONDS a b
@@ -373,10 +372,10 @@ for n in "${layers[@]}"; do
 		waited=$(settle)
 		if ((waited >= SETTLE_LIMIT)); then
 			say "L$n: the machine was still busy after $waited s; measuring anyway"
-			note+=" The machine was still busy (over ${SETTLE_BUSY}% of its CPU) ${waited} s after the preload."
+			note+=" The machine was still busy (over ${SETTLE_BUSY}% of its CPU) after a wait of ${waited} s before the workloads."
 		elif ((waited > 2)); then
 			say "L$n: the machine was quiet after $waited s"
-			note+=" Waited ${waited} s after the preload for the machine to be quiet."
+			note+=" Waited ${waited} s before the workloads for the machine to be quiet."
 		fi
 		note=${note# }
 		drain=

@@ -89,9 +89,9 @@ func WriteMarkdown(w io.Writer, run Run, recs []Record) error {
 		"(and, for layers that apply writes asynchronously, L6 and L7, until their `/stats` "+
 		"shows the queue or projection drained), plus the hot key; skipped when a marker key "+
 		"shows a complete preload from an earlier run (the notes say which). Then, before the "+
-		"workloads, a wait of up to 180 s for the machine to be quiet (at most 10%% of its CPU "+
-		"busy over 2 s), so that the databases' work after a preload (autovacuum, AOF "+
-		"rewrites) is not measured with the layer; the notes give any wait over 2 s.\n", run.Keys, max(run.Keys-1, 0))
+		"workloads, a wait for the machine to be quiet (`settle` in `scripts/bench.sh`), so that "+
+		"work still running is not measured with the layer; the notes give any wait over 2 s.\n",
+		run.Keys, max(run.Keys-1, 0))
 	p.f("* **Ceiling:** `loadgen ceiling`, a server whose handler does nothing but answer " +
 		"(same Go HTTP server settings as the layers), loaded the same way in the same run, at " +
 		"its start and at its end: what no layer can beat on this machine. \"Of ceiling\" " +
