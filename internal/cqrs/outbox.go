@@ -40,7 +40,7 @@ func (o *Outbox) Record(ctx context.Context, eventType, key, value string) (int6
 		return 0, fmt.Errorf("record %q: %w", eventType, ErrUnknownType)
 	}
 	var id int64
-	err := o.db.WithConn(ctx, func(c *pgx.Conn) error {
+	err := o.db.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, recordSQL, eventType, key, value).Scan(&id)
 	})
 	if err != nil {
@@ -67,7 +67,7 @@ LIMIT $3`
 // before the last one returned can still commit.
 func (o *Outbox) Fetch(ctx context.Context, after Position, limit int) ([]Event, error) {
 	var events []Event
-	err := o.db.WithConn(ctx, func(c *pgx.Conn) error {
+	err := o.db.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		rows, err := c.Query(ctx, fetchSQL, strconv.FormatInt(after.XID, 10), after.EventID, limit)
 		if err != nil {
 			return err
@@ -102,7 +102,7 @@ func (o *Outbox) Backlog(ctx context.Context, after Position) (Backlog, error) {
 		b   Backlog
 		age float64
 	)
-	err := o.db.WithConn(ctx, func(c *pgx.Conn) error {
+	err := o.db.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, backlogSQL, strconv.FormatInt(after.XID, 10), after.EventID).Scan(&b.Events, &age)
 	})
 	if err != nil {
@@ -121,7 +121,7 @@ type Totals struct {
 // Totals counts events and commands.
 func (o *Outbox) Totals(ctx context.Context) (Totals, error) {
 	var t Totals
-	err := o.db.WithConn(ctx, func(c *pgx.Conn) error {
+	err := o.db.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM commands)`).Scan(&t.Events, &t.Commands)
 	})
 	if err != nil {

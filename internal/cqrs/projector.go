@@ -253,7 +253,7 @@ func (p *Projector) park(ctx context.Context, from Position, e Event, cause erro
 // inPositionTx runs fn in a read-database transaction that holds the position row's lock
 // and has checked that the position is still from.
 func (p *Projector) inPositionTx(ctx context.Context, from Position, fn func(pgx.Tx) error) error {
-	err := p.read.WithConn(ctx, func(c *pgx.Conn) error {
+	err := p.read.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 			var at Position
 			if err := tx.QueryRow(ctx, lockPositionSQL, Projection).Scan(&at.XID, &at.EventID); err != nil {
@@ -273,7 +273,7 @@ func (p *Projector) inPositionTx(ctx context.Context, from Position, fn func(pgx
 
 func (p *Projector) position(ctx context.Context) (Position, error) {
 	var pos Position
-	err := p.read.WithConn(ctx, func(c *pgx.Conn) error {
+	err := p.read.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT last_xid, last_event_id FROM projection_state WHERE name = $1`, Projection).
 			Scan(&pos.XID, &pos.EventID)
 	})
@@ -289,7 +289,7 @@ func (p *Projector) heartbeat(ctx context.Context) error {
 	if time.Since(p.lastBeat) < p.cfg.Heartbeat {
 		return nil
 	}
-	err := p.read.WithConn(ctx, func(c *pgx.Conn) error {
+	err := p.read.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, `UPDATE projection_state SET heartbeat_at = clock_timestamp() WHERE name = $1`, Projection)
 		return err
 	})

@@ -37,7 +37,7 @@ RETURNING key, value, created_at, updated_at, read_count, write_count`
 // record.ErrNotFound.
 func (m *ReadModel) Read(ctx context.Context, key string) (Row, error) {
 	var r Row
-	err := m.db.WithConn(ctx, func(c *pgx.Conn) error {
+	err := m.db.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, readSQL, key).Scan(&r.Key, &r.Value, &r.CreatedAt, &r.UpdatedAt, &r.ReadCount, &r.WriteCount)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -73,7 +73,7 @@ func (m *ReadModel) State(ctx context.Context) (State, error) {
 		s                    State
 		projected, heartbeat *float64
 	)
-	err := m.db.WithConn(ctx, func(c *pgx.Conn) error {
+	err := m.db.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, stateSQL, Projection).Scan(&s.Position.XID, &s.Position.EventID,
 			&s.EventsProjected, &s.EventsParked, &projected, &heartbeat, &s.Records, &s.ParkedIDs)
 	})
@@ -99,7 +99,7 @@ func (m *ReadModel) Ping(ctx context.Context) error { return ping(ctx, m.db) }
 func (o *Outbox) Ping(ctx context.Context) error { return ping(ctx, o.db) }
 
 func ping(ctx context.Context, db pgstore.Conns) error {
-	err := db.WithConn(ctx, func(c *pgx.Conn) error {
+	err := db.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		var one int
 		return c.QueryRow(ctx, "SELECT 1").Scan(&one)
 	})

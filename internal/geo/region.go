@@ -231,7 +231,7 @@ func (r *Region) Write(ctx context.Context, key, value string, destinations []st
 	}
 	e := Entry{Key: key, Value: value, Version: Version{HLC: r.clock.Now(), Origin: r.key}}
 	var hlc int64
-	err := r.pool.WithConn(ctx, func(c *pgx.Conn) error {
+	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, writeSQL, key, value, r.key, int64(e.HLC), destinations).Scan(&hlc, &e.CreatedAt, &e.UpdatedAt)
 	})
 	if err != nil {
@@ -256,7 +256,7 @@ func (r *Region) Lookup(ctx context.Context, key string) (e Entry, fromCache boo
 func (r *Region) get(ctx context.Context, key string) (Entry, error) {
 	e := Entry{Key: key}
 	var hlc int64
-	err := r.pool.WithConn(ctx, func(c *pgx.Conn) error {
+	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, selectSQL, key).Scan(&e.Value, &hlc, &e.Origin, &e.CreatedAt, &e.UpdatedAt)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -301,7 +301,7 @@ func (r *Region) Apply(ctx context.Context, entries []Entry) (int, error) {
 		latest = max(latest, e.HLC)
 	}
 	var changed []string
-	err := r.pool.WithConn(ctx, func(c *pgx.Conn) error {
+	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		rows, err := c.Query(ctx, applySQL, r.key, keys, values, hlcs, origins, created, written)
 		if err != nil {
 			return err
@@ -328,7 +328,7 @@ func (r *Region) Pending(ctx context.Context, destination string, limit int, max
 		return nil, err
 	}
 	var out []Pending
-	err := r.pool.WithConn(ctx, func(c *pgx.Conn) error {
+	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		rows, err := c.Query(ctx, pendingSQL, destination, limit, maxBytes)
 		if err != nil {
 			return err
@@ -350,7 +350,7 @@ func (r *Region) Pending(ctx context.Context, destination string, limit int, max
 
 // Ack deletes delivered outbox entries.
 func (r *Region) Ack(ctx context.Context, ids []int64) error {
-	err := r.pool.WithConn(ctx, func(c *pgx.Conn) error {
+	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, ackSQL, ids)
 		return err
 	})
@@ -366,7 +366,7 @@ func (r *Region) Backlogs(ctx context.Context) (map[string]Backlog, error) {
 		return nil, err
 	}
 	out := map[string]Backlog{}
-	err := r.pool.WithConn(ctx, func(c *pgx.Conn) error {
+	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		rows, err := c.Query(ctx, backlogSQL)
 		if err != nil {
 			return err
@@ -397,7 +397,7 @@ func (r *Region) Count(ctx context.Context) (Counts, error) {
 		return Counts{}, err
 	}
 	var n Counts
-	err := r.pool.WithConn(ctx, func(c *pgx.Conn) error {
+	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, countSQL, r.key).Scan(&n.Total, &n.Originated)
 	})
 	if err != nil {

@@ -35,7 +35,7 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = CURRENT_TIM
 
 // Conns hands out a connection for the duration of fn.
 type Conns interface {
-	WithConn(ctx context.Context, fn func(*pgx.Conn) error) error
+	WithConn(ctx context.Context, fn func(context.Context, *pgx.Conn) error) error
 }
 
 // Store is a record.Store on one PostgreSQL database.
@@ -51,7 +51,7 @@ func NewStore(conns Conns) *Store { return &Store{conns: conns} }
 // Get reads one record; a missing key is record.ErrNotFound.
 func (s *Store) Get(ctx context.Context, key string) (record.Record, error) {
 	var rec record.Record
-	err := s.conns.WithConn(ctx, func(c *pgx.Conn) error {
+	err := s.conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, selectSQL, key).Scan(&rec.Key, &rec.Value, &rec.CreatedAt, &rec.UpdatedAt)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -65,7 +65,7 @@ func (s *Store) Get(ctx context.Context, key string) (record.Record, error) {
 
 // Put upserts one record.
 func (s *Store) Put(ctx context.Context, key, value string) error {
-	err := s.conns.WithConn(ctx, func(c *pgx.Conn) error {
+	err := s.conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, upsertSQL, key, value)
 		return err
 	})
@@ -77,7 +77,7 @@ func (s *Store) Put(ctx context.Context, key, value string) error {
 
 // Ping runs SELECT 1.
 func (s *Store) Ping(ctx context.Context) error {
-	err := s.conns.WithConn(ctx, func(c *pgx.Conn) error {
+	err := s.conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		var one int
 		return c.QueryRow(ctx, "SELECT 1").Scan(&one)
 	})
@@ -92,7 +92,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // because at start-up the database may still be coming up.
 func EnsureSchema(ctx context.Context, conns Conns, ddl ...string) error {
 	for {
-		err := conns.WithConn(ctx, func(c *pgx.Conn) error {
+		err := conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 			return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 				if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(727274)"); err != nil {
 					return err

@@ -22,6 +22,8 @@ import (
 
 var timeouts = pgstore.Timeouts{ConnectTimeout: 2 * time.Second, QueryTimeout: 2 * time.Second, StartupTimeout: 10 * time.Second}
 
+var directConfig = pgstore.DirectConfig{Timeouts: timeouts, MaxOpen: 10}
+
 func newPool(t testing.TB, url string) *pgstore.Pool {
 	t.Helper()
 	pool, err := pgstore.NewPool(context.Background(), url, pgstore.PoolConfig{Timeouts: timeouts, MinConns: 2, MaxConns: 10})
@@ -36,7 +38,7 @@ func TestPoolStoreContract(t *testing.T) {
 }
 
 func TestDirectStoreContract(t *testing.T) {
-	direct, err := pgstore.NewDirect(testenv.PostgresURL(t), timeouts)
+	direct, err := pgstore.NewDirect(testenv.PostgresURL(t), directConfig)
 	require.NoError(t, err)
 	require.NoError(t, pgstore.EnsureSchema(context.Background(), direct, pgstore.Schema))
 	recordtest.Run(t, pgstore.NewStore(direct))
@@ -88,7 +90,7 @@ func TestSchemaCreatedConcurrently(t *testing.T) {
 	errs := make([]error, 8)
 	for i := range errs {
 		wg.Go(func() {
-			d, err := pgstore.NewDirect(url, timeouts)
+			d, err := pgstore.NewDirect(url, directConfig)
 			if err == nil {
 				err = pgstore.EnsureSchema(context.Background(), d, pgstore.Schema)
 			}
@@ -121,7 +123,7 @@ func TestPoolStatsAreLive(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
-			_ = pool.WithConn(ctx, func(*pgx.Conn) error { <-conns; return nil })
+			_ = pool.WithConn(ctx, func(context.Context, *pgx.Conn) error { <-conns; return nil })
 		})
 	}
 	testenv.WaitFor(t, 5*time.Second, "10 connections in use", func() bool { return pool.Stats().InUse == 10 })

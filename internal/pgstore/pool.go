@@ -70,7 +70,7 @@ func NewPool(ctx context.Context, url string, cfg PoolConfig) (*Pool, error) {
 
 // WithConn acquires a connection (bounded, with the statement, by QueryTimeout), runs fn
 // and releases it.
-func (p *Pool) WithConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+func (p *Pool) WithConn(ctx context.Context, fn func(context.Context, *pgx.Conn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, p.queryTimeout)
 	defer cancel()
 	p.waiting.Add(1)
@@ -84,7 +84,7 @@ func (p *Pool) WithConn(ctx context.Context, fn func(*pgx.Conn) error) error {
 		p.usage.Add(int64(time.Since(start)))
 		c.Release()
 	}()
-	return fn(c.Conn())
+	return fn(ctx, c.Conn())
 }
 
 // PoolStats is the /pool-stats document: the original's four fields, live, plus the
@@ -123,29 +123,59 @@ func (p *Pool) Stats() PoolStats {
 	}
 }
 
+// DirectConfig bounds a Direct: its timeouts and how many connections it may hold open at
+// once.
+type DirectConfig struct {
+	Timeouts
+	// MaxOpen is how many connections may be open at once (DB_MAX_OPEN_CONNECTIONS, 50).
+	// PostgreSQL's default max_connections is 100: without a bound, 100 concurrent requests
+	// would be refused there ("too many clients") instead of waiting here for a turn.
+	MaxOpen int `env:"DB_MAX_OPEN_CONNECTIONS" default:"50"`
+}
+
 // Direct opens a new connection for every call and closes it afterwards: no pool. It is
-// L0's lesson, and what each request costs without pooling.
+// L0's lesson, and what each request costs without pooling. At most MaxOpen calls hold a
+// connection at once; the others wait their turn within the query timeout.
 type Direct struct {
 	config  *pgx.ConnConfig
 	timeout time.Duration
+	slots   chan struct{}
 	opened  atomic.Int64
+	waiting atomic.Int64
 }
 
 // NewDirect returns a Direct for the database at url.
-func NewDirect(url string, cfg Timeouts) (*Direct, error) {
+func NewDirect(url string, cfg DirectConfig) (*Direct, error) {
+	if cfg.MaxOpen < 1 {
+		return nil, fmt.Errorf("DB_MAX_OPEN_CONNECTIONS must be at least 1 (got %d)", cfg.MaxOpen)
+	}
 	cc, err := ParseConnConfig(url, cfg.ConnectTimeout)
 	if err != nil {
 		return nil, err
 	}
 	// One round trip per statement: a fresh connection has no prepared-statement cache to reuse.
 	cc.DefaultQueryExecMode = pgx.QueryExecModeExec
-	return &Direct{config: cc, timeout: cfg.QueryTimeout}, nil
+	return &Direct{config: cc, timeout: cfg.QueryTimeout, slots: make(chan struct{}, cfg.MaxOpen)}, nil
 }
 
-// WithConn connects, runs fn and closes the connection.
-func (d *Direct) WithConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+// WithConn waits for a slot, connects, runs fn and closes the connection, all within the
+// query timeout.
+func (d *Direct) WithConn(ctx context.Context, fn func(context.Context, *pgx.Conn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
+	select {
+	case d.slots <- struct{}{}:
+	default:
+		d.waiting.Add(1)
+		select {
+		case d.slots <- struct{}{}:
+			d.waiting.Add(-1)
+		case <-ctx.Done():
+			d.waiting.Add(-1)
+			return fmt.Errorf("wait for a connection slot: %w", ctx.Err())
+		}
+	}
+	defer func() { <-d.slots }()
 	conn, err := pgx.ConnectConfig(ctx, d.config)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -156,7 +186,21 @@ func (d *Direct) WithConn(ctx context.Context, fn func(*pgx.Conn) error) error {
 		defer ccancel()
 		_ = conn.Close(cctx)
 	}()
-	return fn(conn)
+	return fn(ctx, conn)
+}
+
+// DirectStats are a Direct's numbers for /cache-stats.
+type DirectStats struct {
+	Pooled          bool  `json:"pooled"`             // always false: L0 has no pool
+	Opened          int64 `json:"connections_opened"` // since start, one per call
+	Open            int   `json:"connections_open"`   // open right now
+	MaxOpen         int   `json:"max_open"`           // DB_MAX_OPEN_CONNECTIONS
+	RequestsWaiting int64 `json:"requests_waiting"`   // calls waiting for a slot right now
+}
+
+// Stats returns the live numbers.
+func (d *Direct) Stats() DirectStats {
+	return DirectStats{Opened: d.opened.Load(), Open: len(d.slots), MaxOpen: cap(d.slots), RequestsWaiting: d.waiting.Load()}
 }
 
 // Opened is the number of connections opened since start.

@@ -248,7 +248,7 @@ func (b *Balancer) checkReplica(ctx context.Context, r *Replica) {
 		inRecovery, paused bool
 		replay             *string
 	)
-	err := r.conns.WithConn(ctx, func(c *pgx.Conn) error {
+	err := r.conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, replicaCheckSQL).Scan(&inRecovery, &replay, &paused)
 	})
 	now := time.Now()
@@ -281,7 +281,7 @@ func (b *Balancer) checkReplica(ctx context.Context, r *Replica) {
 
 func queryLSN(ctx context.Context, conns pgstore.Conns, sql string) (LSN, error) {
 	var text *string
-	err := conns.WithConn(ctx, func(c *pgx.Conn) error { return c.QueryRow(ctx, sql).Scan(&text) })
+	err := conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error { return c.QueryRow(ctx, sql).Scan(&text) })
 	if err != nil {
 		return 0, err
 	}

@@ -99,7 +99,7 @@ const replicaSelectSQL = `SELECT key, value, created_at, updated_at FROM records
 // two statements run in order and the select takes its snapshot after the position was
 // read, so the row it returns reflects at least everything up to that position.
 func readReplica(ctx context.Context, conns pgstore.Conns, key string) (rec record.Record, replayed LSN, err error) {
-	err = conns.WithConn(ctx, func(c *pgx.Conn) error {
+	err = conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		batch := &pgx.Batch{}
 		batch.Queue(`SELECT pg_last_wal_replay_lsn()::text`)
 		batch.Queue(replicaSelectSQL, key)

@@ -230,7 +230,7 @@ func (m *Mover) copy(ctx context.Context, to int, rows []row, rep *Report) (map[
 	for _, k := range keys {
 		kept[k], existed[k] = true, true // unless the upsert reports otherwise
 	}
-	err := m.Shards[to].WithConn(ctx, func(c *pgx.Conn) error {
+	err := m.Shards[to].WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		rs, err := c.Query(ctx, copySQL, keys, values, created, updated)
 		if err != nil {
 			return err
@@ -276,7 +276,7 @@ func (m *Mover) delete(ctx context.Context, from int, rows []row) (map[string]bo
 		keys[i], xmins[i] = r.key, r.xmin
 	}
 	deleted := make(map[string]bool, len(rows))
-	err := m.Shards[from].WithConn(ctx, func(c *pgx.Conn) error {
+	err := m.Shards[from].WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		rs, err := c.Query(ctx, deleteSQL, keys, xmins)
 		if err != nil {
 			return err
@@ -296,7 +296,7 @@ func (m *Mover) delete(ctx context.Context, from int, rows []row) (map[string]bo
 
 func (m *Mover) query(ctx context.Context, shard int, sql string, args ...any) ([]row, error) {
 	var rows []row
-	err := m.Shards[shard].WithConn(ctx, func(c *pgx.Conn) error {
+	err := m.Shards[shard].WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		rs, err := c.Query(ctx, sql, args...)
 		if err != nil {
 			return err

@@ -113,7 +113,7 @@ func apply(ctx context.Context, conns pgstore.Conns, ws []write) error {
 		created[i], updated[i] = w.entries[0].ts, e.ts
 		ms[i], seq[i] = e.ver.Ms, e.ver.Seq
 	}
-	err := conns.WithConn(ctx, func(c *pgx.Conn) error {
+	err := conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, upsertSQL, keys, values, created, updated, ms, seq)
 		return err
 	})

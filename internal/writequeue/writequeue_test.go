@@ -364,7 +364,7 @@ type flakyConns struct {
 	calls  atomic.Int64
 }
 
-func (f *flakyConns) WithConn(ctx context.Context, fn func(*pgx.Conn) error) error {
+func (f *flakyConns) WithConn(ctx context.Context, fn func(context.Context, *pgx.Conn) error) error {
 	if f.calls.Add(1) == f.failAt {
 		return errors.New("connection reset by peer")
 	}

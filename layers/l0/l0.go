@@ -20,7 +20,7 @@ const Layer = "0-single-db"
 type Config struct {
 	Server      httpapi.ServerConfig
 	DatabaseURL string `env:"DATABASE_URL" default:"postgresql://dbuser:dbpassword@localhost:5432/appdb"`
-	DB          pgstore.Timeouts
+	DB          pgstore.DirectConfig
 }
 
 // Service is a running L0.
@@ -65,7 +65,7 @@ func (s *Service) health(r *http.Request) (any, error) {
 	return map[string]string{"status": "healthy", "layer": Layer}, nil
 }
 
-// stats reports how many connections this process has opened: one per request.
+// stats reports the connections this process opened (one per request) and holds now.
 func (s *Service) stats(*http.Request) (any, error) {
-	return map[string]any{"pooled": false, "connections_opened": s.direct.Opened()}, nil
+	return s.direct.Stats(), nil
 }

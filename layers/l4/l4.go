@@ -281,7 +281,7 @@ func (s *Service) stats(r *http.Request) (any, error) {
 		}
 		// A full count: exact, and as slow as the table is large (bounded by DB_QUERY_TIMEOUT).
 		var n int64
-		if err := s.pools[i].WithConn(r.Context(), func(c *pgx.Conn) error {
+		if err := s.pools[i].WithConn(r.Context(), func(ctx context.Context, c *pgx.Conn) error {
 			return c.QueryRow(r.Context(), "SELECT count(*) FROM records").Scan(&n)
 		}); err == nil {
 			counts[i] = &n

@@ -50,7 +50,7 @@ func Rebuild(ctx context.Context, cfg ProjectorConfig, logger *slog.Logger) (cqr
 // projector recorded a heartbeat in the read database within StallAfter. It opens one
 // connection and creates nothing.
 func CheckProjector(ctx context.Context, cfg ProjectorConfig) error {
-	direct, err := pgstore.NewDirect(cfg.ReadDBURL, cfg.Pool.Timeouts)
+	direct, err := pgstore.NewDirect(cfg.ReadDBURL, pgstore.DirectConfig{Timeouts: cfg.Pool.Timeouts, MaxOpen: 1})
 	if err != nil {
 		return err
 	}

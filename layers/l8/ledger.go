@@ -43,7 +43,7 @@ type Ledger struct {
 // it is stored exactly.
 func (l *Ledger) Insert(ctx context.Context, userID string, amount Amount, txType string) (int64, error) {
 	var id int64
-	err := l.conns.WithConn(ctx, func(c *pgx.Conn) error {
+	err := l.conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, `INSERT INTO transactions (user_id, amount, transaction_type)
 VALUES ($1, $2::numeric, $3) RETURNING id`, userID, amount.String(), txType).Scan(&id)
 	})
@@ -57,7 +57,7 @@ VALUES ($1, $2::numeric, $3) RETURNING id`, userID, amount.String(), txType).Sca
 // The amount is read as text, never through a float.
 func (l *Ledger) List(ctx context.Context, userID string, limit int) ([]Transaction, error) {
 	var txns []Transaction
-	err := l.conns.WithConn(ctx, func(c *pgx.Conn) error {
+	err := l.conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT id, user_id, amount::text, transaction_type, created_at
 FROM transactions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`, userID, limit)
 		if err != nil {
@@ -90,7 +90,7 @@ FROM transactions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`
 // Count is the number of transactions.
 func (l *Ledger) Count(ctx context.Context) (int64, error) {
 	var n int64
-	err := l.conns.WithConn(ctx, func(c *pgx.Conn) error {
+	err := l.conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT count(*) FROM transactions`).Scan(&n)
 	})
 	if err != nil {
