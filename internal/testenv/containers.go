@@ -2,9 +2,14 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -30,6 +35,13 @@ import (
 //	REDIS_IMAGE     default redis:7-alpine
 //	MONGO_IMAGE     default mongo:7
 //
+// Containers are reached on loopback only: every port is published on 127.0.0.1, and for a
+// local engine (a unix socket or named pipe) testcontainers is told to dial 127.0.0.1 through
+// TESTCONTAINERS_HOST_OVERRIDE. Without it, testcontainers takes a machine with /.dockerenv
+// for a container and dials its default gateway. When the containers would be reached on any
+// other address (a remote engine, an override that is not loopback) the test fails before
+// dialing: no test sends traffic off the machine.
+//
 // Every container carries the labels dblayers.testenv (the value of DBLAYERS_TEST_RUN, or "1")
 // and dblayers.testenv.pid (the test binary's pid). Ryuk, testcontainers' own reaper, is off
 // (its image may be out of reach): a watcher process started with the first container removes
@@ -47,15 +59,22 @@ const (
 // containerStartTimeout bounds starting one container, its readiness wait included.
 const containerStartTimeout = 2 * time.Minute
 
-// engine is whether a Docker engine answers, asked once per test binary.
+// envHostOverride names the host testcontainers reaches published ports on. It reads the
+// variable each time it first needs a container's host, after dockerEngine has set it.
+const envHostOverride = "TESTCONTAINERS_HOST_OVERRIDE"
+
+// engine is whether a Docker engine answers, and whether its containers are reached on
+// loopback, asked once per test binary.
 var engine struct {
-	once sync.Once
-	err  error
+	once    sync.Once
+	err     error
+	hostErr error
 }
 
 // dockerEngine returns nil when a Docker engine answers. The first call, before
 // testcontainers reads its configuration, disables Ryuk unless the environment says
-// otherwise, and starts the watcher that removes this binary's containers.
+// otherwise, points testcontainers at 127.0.0.1 for a local engine (loopbackHost), and
+// starts the watcher that removes this binary's containers.
 func dockerEngine() error {
 	engine.once.Do(func() {
 		if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
@@ -66,6 +85,9 @@ func dockerEngine() error {
 		cli, err := testcontainers.NewDockerClientWithOpts(ctx)
 		if err == nil {
 			_, err = cli.Ping(ctx, client.PingOptions{})
+			if err == nil {
+				engine.hostErr = loopbackHost(ctx, cli.DaemonHost())
+			}
 			cli.Close()
 		}
 		if engine.err = err; err == nil {
@@ -73,6 +95,49 @@ func dockerEngine() error {
 		}
 	})
 	return engine.err
+}
+
+// loopbackHost sets TESTCONTAINERS_HOST_OVERRIDE to 127.0.0.1 when the engine at daemonHost
+// (a Docker host URL) is local and the variable is unset. It returns an error when the host
+// testcontainers would then dial for a container's ports (the override, else the host of a
+// tcp:// engine) is not a loopback address.
+func loopbackHost(ctx context.Context, daemonHost string) error {
+	u, err := url.Parse(daemonHost)
+	if err != nil {
+		return fmt.Errorf("parse the Docker host %q: %w", daemonHost, err)
+	}
+	host, set := os.LookupEnv(envHostOverride)
+	if !set {
+		host = u.Hostname()
+		if u.Scheme == "unix" || u.Scheme == "npipe" {
+			host = "127.0.0.1"
+			os.Setenv(envHostOverride, host)
+		}
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err == nil && len(addrs) == 0 {
+		err = errors.New("no address")
+	}
+	for _, a := range addrs {
+		if err == nil && !a.Unmap().IsLoopback() {
+			err = fmt.Errorf("%s is not a loopback address", a)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("the containers of the Docker engine at %s would be reached at %q (%v); "+
+			"tests send no traffic off this machine: use a local engine, or set %s=127.0.0.1 "+
+			"if its ports are forwarded to loopback", daemonHost, host, err, envHostOverride)
+	}
+	return nil
+}
+
+// requireLoopback fails t when dockerEngine found that containers would be reached on an
+// address that is not loopback, before anything dials it.
+func requireLoopback(t testing.TB) {
+	t.Helper()
+	if engine.hostErr != nil {
+		t.Fatal(engine.hostErr)
+	}
 }
 
 // sharedContainer is a server in a container that the tests of one binary share.
@@ -93,6 +158,7 @@ func (c *sharedContainer) get(t testing.TB, kind, image string, run func(ctx con
 	if err := dockerEngine(); err != nil {
 		Missing(t, "no %s: its variable is unset and no Docker engine answers (%v)", kind, err)
 	}
+	requireLoopback(t)
 	c.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), containerStartTimeout)
 		defer cancel()
@@ -175,7 +241,9 @@ func image(env, def string) string {
 	return def
 }
 
-// containerOptions are opts plus the labels every container of testenv carries.
+// containerOptions are opts plus the labels every container of testenv carries, and its
+// ports published on loopback only. They come after a module's own options, so
+// publishOnLoopback sees every exposed port.
 func containerOptions(opts ...testcontainers.ContainerCustomizer) []testcontainers.ContainerCustomizer {
 	run := os.Getenv(EnvRun)
 	if run == "" {
@@ -184,7 +252,42 @@ func containerOptions(opts ...testcontainers.ContainerCustomizer) []testcontaine
 	return append(opts, testcontainers.WithLabels(map[string]string{
 		labelRun: run,
 		labelPid: strconv.Itoa(os.Getpid()),
-	}))
+	}), testcontainers.CustomizeRequestOption(publishOnLoopback))
+}
+
+// loopback is the host address every container port is published on.
+var loopback = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+
+// publishOnLoopback binds each of req's exposed ports to 127.0.0.1, keeping a host port set
+// by an earlier modifier (else Docker picks one). A request must name its ports: without,
+// testcontainers would publish all of the image's on every address.
+func publishOnLoopback(req *testcontainers.GenericContainerRequest) error {
+	if len(req.ExposedPorts) == 0 {
+		return errors.New("testenv: a container must name the ports it exposes")
+	}
+	var ports []network.Port
+	for _, spec := range req.ExposedPorts {
+		pr, err := network.ParsePortRange(spec)
+		if err != nil {
+			return fmt.Errorf("exposed port %q: %w", spec, err)
+		}
+		ports = slices.AppendSeq(ports, pr.All())
+	}
+	return testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+		if hc.PortBindings == nil {
+			hc.PortBindings = network.PortMap{}
+		}
+		for _, p := range ports {
+			bindings := hc.PortBindings[p]
+			if len(bindings) == 0 {
+				bindings = []network.PortBinding{{}}
+			}
+			for i := range bindings {
+				bindings[i].HostIP = loopback
+			}
+			hc.PortBindings[p] = bindings
+		}
+	})(req)
 }
 
 // startWatcher starts a detached shell that waits for this test binary to exit and then
@@ -208,7 +311,7 @@ ids=$("$2" ps -aq --filter "label=$3=$1")
 }
 
 // privateContainer is a container of one test's own that it stops and starts. Its port is
-// published on a fixed host port, so that its URL stays the same across a restart.
+// published on a fixed port of 127.0.0.1, so that its URL stays the same across a restart.
 type privateContainer struct {
 	ctr *testcontainers.DockerContainer
 }
@@ -219,6 +322,7 @@ type privateContainer struct {
 func startPrivateContainer(t testing.TB, kind, env, def, port string, hostPort int, ready wait.Strategy,
 	opts ...testcontainers.ContainerCustomizer) *privateContainer {
 	t.Helper()
+	requireLoopback(t)
 	img := image(env, def)
 	ctx, cancel := context.WithTimeout(context.Background(), containerStartTimeout)
 	defer cancel()
