@@ -137,12 +137,19 @@ type Stats struct {
 	Keys      *int64   `json:"keys"`
 	HitRate   *float64 `json:"hit_rate"` // percent, 0–100, two decimals
 	Pending   int64    `json:"invalidations_pending"`
+	Skipped   bool     `json:"skipped"` // Redis failed and is skipped: reads go to the store until a probe finds it back
 }
+
+// skipper is a Redis client that can say it is being skipped (redisclient.Client).
+type skipper interface{ Skipped() bool }
 
 // Stats returns the counters; the numeric fields are null while Redis is unreachable, as
 // in the original.
 func (a *Aside) Stats(ctx context.Context) Stats {
 	st := Stats{Pending: a.fill.Pending()}
+	if s, ok := a.rdb.(skipper); ok {
+		st.Skipped = s.Skipped()
+	}
 	keys, err := a.rdb.DBSize(ctx).Result()
 	if err != nil {
 		return st

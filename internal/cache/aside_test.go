@@ -29,7 +29,7 @@ func newDB(t testing.TB) *pgstore.Store {
 	return pgstore.NewStore(pool)
 }
 
-func newRedis(t testing.TB, url string) *redis.Client {
+func newRedis(t testing.TB, url string) *redisclient.Client {
 	t.Helper()
 	rdb, err := redisclient.New(url)
 	require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/record"
 	"github.com/dblayers/dblayers/internal/record/recordtest"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/testenv"
 )
 
@@ -44,7 +45,7 @@ type tieredOpts struct {
 
 // newTiered builds an L1 over an Aside over store on rdb, with a bus on the channel of
 // rdb's database unless o.alone.
-func newTiered(t testing.TB, rdb *redis.Client, store record.Store, o tieredOpts) *cache.Tiered {
+func newTiered(t testing.TB, rdb *redisclient.Client, store record.Store, o tieredOpts) *cache.Tiered {
 	t.Helper()
 	if o.size == 0 {
 		o.size = 100

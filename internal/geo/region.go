@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/pgstore"
@@ -139,7 +138,7 @@ type Region struct {
 	key, name string
 	pool      *pgstore.Pool
 	db        *pgstore.Store
-	rdb       *redis.Client
+	rdb       *redisclient.Client
 	cache     *cache.Leased[Entry]
 	clock     *Clock
 	logger    *slog.Logger

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -18,7 +17,7 @@ import (
 	"github.com/dblayers/dblayers/internal/testenv"
 )
 
-func newRedis(t *testing.T, url string) *redis.Client {
+func newRedis(t *testing.T, url string) *redisclient.Client {
 	t.Helper()
 	rdb, err := redisclient.New(url)
 	require.NoError(t, err)
@@ -26,7 +25,7 @@ func newRedis(t *testing.T, url string) *redis.Client {
 	return rdb
 }
 
-func newLimiter(t *testing.T, rdb *redis.Client, cfg ratelimit.Config) *ratelimit.Limiter {
+func newLimiter(t *testing.T, rdb *redisclient.Client, cfg ratelimit.Config) *ratelimit.Limiter {
 	t.Helper()
 	l, err := ratelimit.New(rdb, cfg, nil)
 	require.NoError(t, err)

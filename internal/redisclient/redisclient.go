@@ -1,25 +1,127 @@
 // Package redisclient makes the Redis clients of every layer and worker, with the settings
-// they share: short timeouts and no retries, so that a Redis outage costs milliseconds.
+// they share: short timeouts and no retries, so that a Redis outage costs milliseconds, and
+// a breaker.Guard on every command, so that a Redis that hangs with its connections open
+// costs a few timeouts and then nothing: its callers are refused at once and fall back
+// (a cache is skipped) or answer a fast 503 (a queue), until a probe finds Redis back.
 package redisclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dblayers/dblayers/internal/breaker"
 	"github.com/dblayers/dblayers/internal/logthrottle"
 )
 
-// New returns a client for url with Options.
-func New(url string) (*redis.Client, error) {
+// The guard's settings, the same for every Redis client: SkipAfter consecutive failed
+// commands (timeouts, refused or broken connections; not a server's error reply) open it,
+// and while it is open every command is refused at once, but for one probe every
+// ProbeEvery. A hanging Redis thus costs its callers SkipAfter timeouts (ReadTimeout each,
+// concurrently), then one probe's timeout a second.
+const (
+	SkipAfter  = 3
+	ProbeEvery = time.Second
+)
+
+// Client is a go-redis client whose every command and pipeline goes through a Guard.
+type Client struct {
+	*redis.Client
+	guard *breaker.Guard
+}
+
+// New returns a client for url with Options and its Guard, named "Redis".
+func New(url string) (*Client, error) {
 	opt, err := Options(url)
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewClient(opt), nil
+	return Guarded(redis.NewClient(opt))
+}
+
+// Guarded puts a Guard in front of every command and pipeline of rdb.
+func Guarded(rdb *redis.Client) (*Client, error) {
+	g, err := breaker.NewGuard("Redis", breaker.Settings{Threshold: SkipAfter, Timeout: ProbeEvery}, IsFailure)
+	if err != nil {
+		return nil, err
+	}
+	rdb.AddHook(guardHook{g})
+	return &Client{Client: rdb, guard: g}, nil
+}
+
+// State is the guard's state: closed while Redis answers; open (every command refused) or
+// half-open (one probe in flight, the rest refused) while it is skipped.
+func (c *Client) State() breaker.State { return c.guard.State() }
+
+// Skipped reports whether commands are being refused without reaching Redis.
+func (c *Client) Skipped() bool { return c.guard.State() != breaker.Closed }
+
+// Health is the word /health uses for this Redis: "healthy" when a PING answers,
+// "skipped" while the guard refuses commands, "unavailable" otherwise.
+func (c *Client) Health(ctx context.Context) string {
+	switch err := Ping(ctx, c); {
+	case err == nil:
+		return "healthy"
+	case errors.Is(err, breaker.ErrOpen):
+		return "skipped"
+	default:
+		return "unavailable"
+	}
+}
+
+// IsFailure reports whether err says Redis could not serve: a timeout, a connection that
+// could not be made or broke, a pool with no connection to give. A reply (redis.Nil, an
+// error reply such as NOSCRIPT) means Redis answered, and a caller that went away says
+// nothing about Redis.
+func IsFailure(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) || errors.Is(err, breaker.ErrOpen) {
+		return false
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) {
+		return false
+	}
+	return true
+}
+
+// guardHook runs every command and pipeline through the Guard. Dials are not guarded on
+// their own: a command's dial happens inside it, and so counts with it.
+type guardHook struct{ g *breaker.Guard }
+
+func (h guardHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) { return next(ctx, network, addr) }
+}
+
+func (h guardHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		done, err := h.g.Allow()
+		if err != nil {
+			return err
+		}
+		err = next(ctx, cmd)
+		done(err)
+		return err
+	}
+}
+
+func (h guardHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		done, err := h.g.Allow()
+		if err != nil {
+			for _, cmd := range cmds {
+				cmd.SetErr(err)
+			}
+			return err
+		}
+		err = next(ctx, cmds)
+		done(err)
+		return err
+	}
 }
 
 // Options are the client settings for url: short timeouts and no retries, so that a

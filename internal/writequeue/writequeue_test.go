@@ -31,7 +31,7 @@ const stream = "write_queue"
 // env is a queue on its own Redis database in front of its own PostgreSQL database.
 type env struct {
 	dbURL string
-	rdb   *redis.Client
+	rdb   *redisclient.Client
 	pool  *pgstore.Pool
 	queue *writequeue.Queue
 	store *writequeue.Store

@@ -172,11 +172,15 @@ func (s *Service) health(r *http.Request) (any, error) {
 	return h, nil
 }
 
+// breakerStates are the shards' breakers and the guards of the two Redis servers (the
+// shared cache tier and the rate limiter's), which skip a Redis that fails.
 func (s *Service) breakerStates() map[string]breaker.State {
-	states := make(map[string]breaker.State, len(s.breakers))
+	states := make(map[string]breaker.State, len(s.breakers)+2)
 	for _, b := range s.breakers {
 		states[b.Name()] = b.State()
 	}
+	states["redis_cache"] = s.l2.State()
+	states["redis_rate_limiter"] = s.limitRDB.State()
 	return states
 }
 

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/auth"
@@ -88,9 +87,9 @@ type Service struct {
 	pools    []*pgstore.Pool
 	breakers []*breaker.Store
 	router   *shard.Router
-	l2       *redis.Client
+	l2       *redisclient.Client
 	cache    *cache.Tiered
-	limitRDB *redis.Client
+	limitRDB *redisclient.Client
 	limiter  *ratelimit.Limiter
 	auth     *auth.Authenticator
 	metrics  *layerMetrics

@@ -143,7 +143,7 @@ func TestOriginal(t *testing.T) {
 		assert.Equal(t, map[string]any{"shard1": true, "shard2": true}, r.Body["shards_healthy"])
 		assert.Equal(t, map[string]any{"L1": true, "L2": true}, r.Body["caches_healthy"])
 		assert.Equal(t, true, r.Body["rate_limiter_healthy"])
-		assert.Equal(t, map[string]any{"shard1": "closed", "shard2": "closed"}, r.Body["circuit_breakers"])
+		assert.Equal(t, map[string]any{"shard1": "closed", "shard2": "closed", "redis_cache": "closed", "redis_rate_limiter": "closed"}, r.Body["circuit_breakers"])
 	})
 	t.Run("test_authentication_required", func(t *testing.T) {
 		r := f.as(t).Write("auth_test", "v")
@@ -210,7 +210,7 @@ func TestOriginal(t *testing.T) {
 	})
 	t.Run("test_circuit_breaker_info", func(t *testing.T) {
 		r := f.client(t).Get("/stats")
-		assert.Equal(t, map[string]any{"shard1": "closed", "shard2": "closed"}, r.Body["circuit_breakers"])
+		assert.Equal(t, map[string]any{"shard1": "closed", "shard2": "closed", "redis_cache": "closed", "redis_rate_limiter": "closed"}, r.Body["circuit_breakers"])
 		assert.Equal(t, true, r.Body["features"].(map[string]any)["circuit_breakers"])
 	})
 	t.Run("test_metrics_endpoint", func(t *testing.T) {
@@ -577,7 +577,7 @@ func TestShardOutageOpensAndClosesTheBreaker(t *testing.T) {
 	require.Equal(t, http.StatusOK, h.Status)
 	assert.Equal(t, "degraded", h.Body["status"])
 	assert.Equal(t, map[string]any{"shard1": false, "shard2": true}, h.Body["shards_healthy"])
-	assert.Equal(t, map[string]any{"shard1": "open", "shard2": "closed"}, h.Body["circuit_breakers"])
+	assert.Equal(t, map[string]any{"shard1": "open", "shard2": "closed", "redis_cache": "closed", "redis_rate_limiter": "closed"}, h.Body["circuit_breakers"])
 	assert.Equal(t, "open", c.Get("/stats").Body["circuit_breakers"].(map[string]any)["shard1"])
 	fams := metricstest.Scrape(t, f.tg.URL+"/metrics")
 	v, _ := fams.Value("circuit_breaker_state", map[string]string{"breaker": "shard1"})

@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
@@ -34,7 +32,7 @@ type Config struct {
 // Service is a running L2.
 type Service struct {
 	pool    *pgstore.Pool
-	rdb     *redis.Client
+	rdb     *redisclient.Client
 	db      *pgstore.Store
 	cache   *cache.Aside
 	handler http.Handler
@@ -86,11 +84,7 @@ func (s *Service) health(r *http.Request) (any, error) {
 	if err := s.db.Ping(r.Context()); err != nil {
 		return nil, httpapi.Unhealthy(msgUnhealthy, err)
 	}
-	cacheState := "healthy"
-	if redisclient.Ping(r.Context(), s.rdb) != nil {
-		cacheState = "unavailable"
-	}
-	return map[string]string{"status": "healthy", "layer": Layer, "database": "healthy", "cache": cacheState}, nil
+	return map[string]string{"status": "healthy", "layer": Layer, "database": "healthy", "cache": s.rdb.Health(r.Context())}, nil
 }
 
 func (s *Service) stats(r *http.Request) (any, error) { return s.cache.Stats(r.Context()), nil }

@@ -12,8 +12,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
@@ -52,7 +50,7 @@ func (c Config) replicaURLs() []string {
 
 // Service is a running L3.
 type Service struct {
-	rdb          *redis.Client
+	rdb          *redisclient.Client
 	primary      *pgstore.Pool
 	primaryDB    *pgstore.Store // for /health
 	replicaPools []*pgstore.Pool
@@ -140,7 +138,7 @@ type HealthResponse struct {
 	Primary  string            `json:"primary"` // "healthy" (else the answer is 503)
 	Replica  string            `json:"replica"` // "healthy" (all serve), "degraded" (some) or "unhealthy" (none)
 	Replicas map[string]string `json:"replicas"`
-	Cache    string            `json:"cache"` // "healthy" or "unavailable"
+	Cache    string            `json:"cache"` // "healthy", "skipped" (its breaker is open) or "unavailable"
 }
 
 func (s *Service) health(r *http.Request) (any, error) {
@@ -166,9 +164,7 @@ func (s *Service) health(r *http.Request) (any, error) {
 	default:
 		h.Replica, h.Status = "degraded", "degraded"
 	}
-	if redisclient.Ping(r.Context(), s.rdb) != nil {
-		h.Cache = "unavailable"
-	}
+	h.Cache = s.rdb.Health(r.Context())
 	return h, nil
 }
 

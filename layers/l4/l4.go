@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cache"
@@ -89,7 +88,7 @@ type Service struct {
 	pools    []*pgstore.Pool
 	shards   []*pgstore.Store
 	router   *shard.Router
-	rdb      *redis.Client
+	rdb      *redisclient.Client
 	cache    *cache.Aside
 	handler  http.Handler
 }
@@ -230,11 +229,7 @@ func (s *Service) health(r *http.Request) (any, error) {
 	if down > 0 {
 		status = "degraded"
 	}
-	cacheState := "healthy"
-	if redisclient.Ping(r.Context(), s.rdb) != nil {
-		cacheState = "unavailable"
-	}
-	return HealthResponse{Status: status, Layer: Layer, Shards: shards, Cache: cacheState}, nil
+	return HealthResponse{Status: status, Layer: Layer, Shards: shards, Cache: s.rdb.Health(r.Context())}, nil
 }
 
 // HealthResponse is the /health document.
@@ -242,7 +237,7 @@ type HealthResponse struct {
 	Status string            `json:"status"` // healthy, or degraded while some shards are down
 	Layer  string            `json:"layer"`
 	Shards map[string]string `json:"shards"` // shard_N → healthy | unhealthy
-	Cache  string            `json:"cache"`  // healthy | unavailable
+	Cache  string            `json:"cache"`  // healthy | skipped (its breaker is open) | unavailable
 }
 
 // Stats is the /stats (and /cache-stats) document: the original's fields, then the

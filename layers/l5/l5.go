@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
@@ -43,7 +41,7 @@ type Config struct {
 // Service is a running L5.
 type Service struct {
 	pool    *pgstore.Pool
-	rdb     *redis.Client
+	rdb     *redisclient.Client
 	db      *pgstore.Store
 	cache   *cache.Tiered
 	handler http.Handler
@@ -111,11 +109,7 @@ func (s *Service) health(r *http.Request) (any, error) {
 	if err := s.db.Ping(r.Context()); err != nil {
 		return nil, httpapi.Unhealthy("Service unhealthy: database unavailable", err)
 	}
-	l2 := "healthy"
-	if redisclient.Ping(r.Context(), s.rdb) != nil {
-		l2 = "unavailable"
-	}
-	return map[string]string{"status": "healthy", "layer": Layer, "database": "healthy", "l1_cache": "healthy", "l2_cache": l2}, nil
+	return map[string]string{"status": "healthy", "layer": Layer, "database": "healthy", "l1_cache": "healthy", "l2_cache": s.rdb.Health(r.Context())}, nil
 }
 
 // ClearResponse is the answer of POST /clear-cache.

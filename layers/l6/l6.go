@@ -55,7 +55,7 @@ type Config struct {
 // Service is a running L6 API.
 type Service struct {
 	pool    *pgstore.Pool
-	rdb     *redis.Client
+	rdb     *redisclient.Client
 	db      *pgstore.Store
 	cache   *cache.Aside
 	queue   *writequeue.Queue

@@ -64,7 +64,7 @@ func startWorkerProcess(t *testing.T, dbURL, redisURL, name string, env ...strin
 
 // held is the number of entries the consumers of worker process name have been delivered
 // and not acknowledged.
-func held(t testing.TB, rdb *redis.Client, name string) int {
+func held(t testing.TB, rdb redis.UniversalClient, name string) int {
 	t.Helper()
 	p, err := rdb.XPending(context.Background(), "write_queue", writequeue.Group).Result()
 	if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
@@ -80,7 +80,7 @@ func held(t testing.TB, rdb *redis.Client, name string) int {
 	return n
 }
 
-func counter(t testing.TB, rdb *redis.Client, key string) int64 {
+func counter(t testing.TB, rdb redis.UniversalClient, key string) int64 {
 	t.Helper()
 	n, err := rdb.Get(context.Background(), key).Int64()
 	if errors.Is(err, redis.Nil) {

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/dblayers/dblayers/internal/apidoc"
 	"github.com/dblayers/dblayers/internal/cache"
@@ -76,7 +75,7 @@ type Service struct {
 	pool     *pgstore.Pool
 	ledger   *Ledger
 	docs     *docstore.Store
-	rdb      *redis.Client
+	rdb      *redisclient.Client
 	docCache *cache.Leased[docstore.Document] // doc:{key}
 	txnCache *cache.Leased[[]Transaction]     // transactions:{user_id}
 	handler  http.Handler
