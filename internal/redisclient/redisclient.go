@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -89,21 +88,27 @@ func IsFailure(err error) bool {
 	return true
 }
 
-// guardHook runs every command and pipeline through the Guard. Dials are not guarded on
-// their own: a command's dial happens inside it, and so counts with it.
+// guardHook runs every command and pipeline through the Guard, once: a command that has
+// to dial makes go-redis run the connection's handshake (HELLO …) through the same hooks,
+// inside it, and those pass as part of the command that caused them. Otherwise they would
+// count twice, and a half-open guard's one probe could never open a connection.
 type guardHook struct{ g *breaker.Guard }
 
-func (h guardHook) DialHook(next redis.DialHook) redis.DialHook {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) { return next(ctx, network, addr) }
-}
+// inGuard marks a context whose command the guard has already let through.
+type inGuard struct{}
+
+func (h guardHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h guardHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		if ctx.Value(inGuard{}) != nil {
+			return next(ctx, cmd)
+		}
 		done, err := h.g.Allow()
 		if err != nil {
 			return err
 		}
-		err = next(ctx, cmd)
+		err = next(context.WithValue(ctx, inGuard{}, true), cmd)
 		done(err)
 		return err
 	}
@@ -111,6 +116,9 @@ func (h guardHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h guardHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if ctx.Value(inGuard{}) != nil {
+			return next(ctx, cmds)
+		}
 		done, err := h.g.Allow()
 		if err != nil {
 			for _, cmd := range cmds {
@@ -118,7 +126,7 @@ func (h guardHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 			}
 			return err
 		}
-		err = next(ctx, cmds)
+		err = next(context.WithValue(ctx, inGuard{}, true), cmds)
 		done(err)
 		return err
 	}

@@ -70,7 +70,7 @@ func TestCacheStats(t *testing.T) {
 	}
 	r := c.Get("/cache-stats")
 	require.Equal(t, http.StatusOK, r.Status)
-	assert.Equal(t, map[string]any{"available": true, "hits": 5.0, "misses": 5.0, "keys": 5.0, "hit_rate": 50.0, "invalidations_pending": 0.0}, r.Body)
+	assert.Equal(t, map[string]any{"available": true, "hits": 5.0, "misses": 5.0, "keys": 5.0, "hit_rate": 50.0, "invalidations_pending": 0.0, "skipped": false}, r.Body)
 }
 
 // test_concurrent_cache_access: after priming, 20 concurrent reads are all cache hits.

@@ -179,6 +179,7 @@ type StatsResponse struct {
 	CacheKeys            *int64   `json:"cache_keys"`
 	CacheHitRate         *float64 `json:"cache_hit_rate"` // percent, 0–100
 	InvalidationsPending int64    `json:"invalidations_pending"`
+	CacheSkipped         bool     `json:"cache_skipped"` // Redis failed and is skipped until a probe finds it back
 	PrimaryPoolSize      int32    `json:"primary_pool_size"`
 	ReplicaPoolSize      int32    `json:"replica_pool_size"` // all replicas' pools together
 	replica.Stats
@@ -188,9 +189,9 @@ func (s *Service) stats(r *http.Request) (any, error) {
 	c := s.cache.Stats(r.Context())
 	st := StatsResponse{
 		CacheAvailable: c.Available, CacheHits: c.Hits, CacheMisses: c.Misses, CacheKeys: c.Keys, CacheHitRate: c.HitRate,
-		InvalidationsPending: c.Pending,
-		PrimaryPoolSize:      s.primary.Stat().TotalConns(),
-		Stats:                s.store.Stats(),
+		InvalidationsPending: c.Pending, CacheSkipped: c.Skipped,
+		PrimaryPoolSize: s.primary.Stat().TotalConns(),
+		Stats:           s.store.Stats(),
 	}
 	for _, p := range s.replicaPools {
 		st.ReplicaPoolSize += p.Stat().TotalConns()

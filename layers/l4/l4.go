@@ -253,6 +253,7 @@ type Stats struct {
 	ShardDistribution map[string]int64 `json:"shard_distribution"` // records per shard; 0 for a shard that is down, as the original
 
 	CacheInvalidationsPending int64                 `json:"cache_invalidations_pending"`
+	CacheSkipped              bool                  `json:"cache_skipped"` // Redis failed and is skipped until a probe finds it back
 	Strategy                  string                `json:"strategy"`
 	ReshardingFrom            *int                  `json:"resharding_from"` // shards before the reshard in progress, or null
 	Shards                    map[string]ShardStats `json:"shards"`
@@ -277,7 +278,7 @@ func (s *Service) stats(r *http.Request) (any, error) {
 		// A full count: exact, and as slow as the table is large (bounded by DB_QUERY_TIMEOUT).
 		var n int64
 		if err := s.pools[i].WithConn(r.Context(), func(ctx context.Context, c *pgx.Conn) error {
-			return c.QueryRow(r.Context(), "SELECT count(*) FROM records").Scan(&n)
+			return c.QueryRow(ctx, "SELECT count(*) FROM records").Scan(&n)
 		}); err == nil {
 			counts[i] = &n
 		}
@@ -285,8 +286,8 @@ func (s *Service) stats(r *http.Request) (any, error) {
 	cs := s.cache.Stats(r.Context())
 	st := Stats{
 		CacheAvailable: cs.Available, CacheHits: cs.Hits, CacheMisses: cs.Misses, CacheKeys: cs.Keys, CacheHitRate: cs.HitRate,
-		CacheInvalidationsPending: cs.Pending,
-		NumShards:                 len(s.shards), Strategy: s.strategy,
+		CacheInvalidationsPending: cs.Pending, CacheSkipped: cs.Skipped,
+		NumShards: len(s.shards), Strategy: s.strategy,
 		ShardPoolSizes: map[string]int32{}, ShardDistribution: map[string]int64{}, Shards: map[string]ShardStats{},
 	}
 	if s.from > 0 {

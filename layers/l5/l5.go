@@ -148,6 +148,7 @@ type Stats struct {
 	L1InvalidationsRecv int64 `json:"l1_invalidations_received"`  // from other instances
 	L1Subscribed        bool  `json:"l1_invalidation_subscribed"` // other instances' writes reach this L1
 	L2Pending           int64 `json:"l2_invalidations_pending"`   // L2 deletes waiting for Redis
+	L2Skipped           bool  `json:"l2_skipped"`                 // Redis failed and is skipped until a probe finds it back
 }
 
 func (s *Service) stats(r *http.Request) (any, error) {
@@ -162,5 +163,6 @@ func (s *Service) stats(r *http.Request) (any, error) {
 		// The share of reads answered by a cache: every read is an L1 hit or an L1 miss.
 		OverallHitRate: st.HitRate(),
 		DBReads:        st.DBReads, L1InvalidationsRecv: st.Received, L1Subscribed: st.Subscribed, L2Pending: st.L2Pending,
+		L2Skipped: s.rdb.Skipped(),
 	}, nil
 }
