@@ -114,19 +114,27 @@ func loopbackHost(ctx context.Context, daemonHost string) error {
 			os.Setenv(envHostOverride, host)
 		}
 	}
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	if err == nil && len(addrs) == 0 {
-		err = errors.New("no address")
-	}
-	for _, a := range addrs {
-		if err == nil && !a.Unmap().IsLoopback() {
-			err = fmt.Errorf("%s is not a loopback address", a)
-		}
-	}
-	if err != nil {
+	if err := onLoopback(ctx, host); err != nil {
 		return fmt.Errorf("the containers of the Docker engine at %s would be reached at %q (%v); "+
 			"tests send no traffic off this machine: use a local engine, or set %s=127.0.0.1 "+
 			"if its ports are forwarded to loopback", daemonHost, host, err, envHostOverride)
+	}
+	return nil
+}
+
+// onLoopback returns nil when host (a name or an address) has addresses, all of them loopback.
+func onLoopback(ctx context.Context, host string) error {
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return err
+	}
+	if len(addrs) == 0 {
+		return errors.New("no address")
+	}
+	for _, a := range addrs {
+		if !a.Unmap().IsLoopback() {
+			return fmt.Errorf("%s is not a loopback address", a)
+		}
 	}
 	return nil
 }

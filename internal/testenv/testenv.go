@@ -19,6 +19,23 @@
 //
 // When a backend is missing the test is skipped, except under CI=true, where it fails:
 // CI must never pass by skipping.
+//
+// # Proxy
+//
+// Fault tests of a network that misbehaves, rather than a process that dies, put a Toxiproxy
+// proxy (github.com/Shopify/toxiproxy/v2, run inside the test binary) between the code under
+// test and a server, and give it toxics:
+//
+//	p := testenv.Proxy(t, "127.0.0.1:5432") // on a free port of 127.0.0.1, stopped when t ends
+//	url := p.URL(pgURL)                      // pgURL with its host:port replaced by p.Addr()
+//	p.Latency(t, d)                          // each direction d late: a round trip 2·d
+//	p.Hang(t)                                // data dropped both ways, connections held open
+//	p.ResetPeer(t)                           // a connection closed (new ones reset) at its next data
+//	p.LimitData(t, n)                        // connections closed after n bytes to the client
+//	p.Heal(t)                                // every toxic removed; connections a Hang held are closed
+//
+// A toxic applies to the open connections and to new ones. The upstream must be a loopback
+// address, like every server a test talks to.
 package testenv
 
 import (
