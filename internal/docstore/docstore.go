@@ -14,7 +14,10 @@
 //
 // Every call is bounded (see Options), and driver errors are classified once here: a
 // server that cannot be reached is a record.UnavailableError (HTTP 503 "MongoDB
-// unavailable"), anything else stays an internal error. Only what MongoDB 7 and the local
+// unavailable"), anything else stays an internal error. A breaker.Guard stands in front of
+// every call: once MongoDB has failed a few times in a row (or the driver's own monitor
+// could not reach it), calls are refused at once, and the calls still waiting on it are cut
+// short, until a probe finds it back (see Open). Only what MongoDB 7 and the local
 // FerretDB both support is used: no transactions, no pipeline updates, no TTL indexes.
 package docstore
 
@@ -23,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +37,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 
+	"github.com/dblayers/dblayers/internal/breaker"
 	"github.com/dblayers/dblayers/internal/groupcommit"
 	"github.com/dblayers/dblayers/internal/record"
 )
@@ -52,7 +57,9 @@ const upsertAttempts = 5
 // Options bound the calls to MongoDB, so that a server that is down costs a request
 // seconds at most, never the driver's default 30 s. A server that is down or unreachable
 // is given up on after Timeout (no server to select); one that answers, but slowly, gets
-// OperationTimeout per call before the request fails.
+// OperationTimeout per call before the request fails. OperationTimeout is also the
+// client's own timeout (CSOT): no operation of the driver waits longer, whatever the
+// context it is given.
 type Options struct {
 	Timeout          time.Duration `env:"MONGODB_TIMEOUT" default:"2s"`           // server selection and connecting
 	OperationTimeout time.Duration `env:"MONGODB_OPERATION_TIMEOUT" default:"5s"` // one operation, server selection included
@@ -62,6 +69,8 @@ type Options struct {
 	// a connection instead of piling on the server.
 	MinPoolSize int `env:"MONGODB_POOL_MIN_SIZE" default:"4"`
 	MaxPoolSize int `env:"MONGODB_POOL_MAX_SIZE" default:"16"`
+	// Breaker is the guard's threshold and probe interval, set by the layer.
+	Breaker breaker.Settings
 }
 
 // Document is one stored document.
@@ -78,6 +87,11 @@ type Store struct {
 	coll    *mongo.Collection
 	timeout time.Duration
 	conns   atomic.Int64 // open connections, from the driver's pool events
+
+	guard   *breaker.Guard
+	tripMu  sync.Mutex
+	tripped context.Context // cancelled when the guard opens: calls in flight stop waiting
+	trip    context.CancelFunc
 
 	inserts     *groupcommit.Batcher[newDocument, bool] // concurrent writes, one insertMany per batch
 	skipInserts atomic.Int64                            // writes left that go straight to an upsert
@@ -99,11 +113,13 @@ func (s *Store) WriteCounts() WriteCounts {
 	return WriteCounts{Inserted: s.inserted.Load(), InsertBatches: s.batches.Load(), Upserted: s.upserted.Load()}
 }
 
-// newDocument is a write as the document it makes of a new key.
+// newDocument is a write as the document it makes of a new key, and when its caller
+// stops waiting.
 type newDocument struct {
-	key  string
-	data Data
-	now  time.Time
+	key      string
+	data     Data
+	now      time.Time
+	deadline time.Time
 }
 
 const (
@@ -121,9 +137,30 @@ const (
 // database: it waits (up to opts.StartupTimeout, or until ctx ends) for the server, then
 // creates the unique index on key. It fails if the collection holds duplicate keys, which
 // the index cannot be built over.
+//
+// The store's guard (opts.Breaker) counts as failures the calls MongoDB could not serve
+// and the failed heartbeats of the driver's monitor: a server that was killed refuses the
+// monitor's connection within milliseconds, while the calls that need it would each wait
+// Timeout to select a server. When the guard opens, the calls in flight are cut short
+// with the same fast 503 as the calls it refuses.
 func Open(ctx context.Context, url, database string, opts Options) (*Store, error) {
 	s := &Store{timeout: max(opts.OperationTimeout, opts.Timeout)}
-	monitor := &event.PoolMonitor{Event: func(e *event.PoolEvent) {
+	s.tripped, s.trip = context.WithCancel(context.Background())
+	settings := opts.Breaker
+	settings.OnStateChange = func(name string, from, to breaker.State) {
+		if to == breaker.Open {
+			s.cutOff()
+		}
+		if opts.Breaker.OnStateChange != nil {
+			opts.Breaker.OnStateChange(name, from, to)
+		}
+	}
+	guard, err := breaker.NewGuard(Backend, settings, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.guard = guard
+	pools := &event.PoolMonitor{Event: func(e *event.PoolEvent) {
 		switch e.Type {
 		case event.ConnectionCreated:
 			s.conns.Add(1)
@@ -131,14 +168,19 @@ func Open(ctx context.Context, url, database string, opts Options) (*Store, erro
 			s.conns.Add(-1)
 		}
 	}}
+	servers := &event.ServerMonitor{ServerHeartbeatFailed: func(e *event.ServerHeartbeatFailedEvent) {
+		_ = s.guard.Do(func() error { return record.Unavailable(Backend, fmt.Errorf("heartbeat: %w", e.Failure)) })
+	}}
 	co := options.Client().ApplyURI(url).
 		SetAppName("dblayers").
+		SetTimeout(s.timeout).
 		SetServerSelectionTimeout(opts.Timeout).
 		SetConnectTimeout(opts.Timeout).
 		SetMinPoolSize(uint64(max(opts.MinPoolSize, 0))).
 		SetMaxPoolSize(uint64(max(opts.MaxPoolSize, 1))).
 		SetMaxConnecting(uint64(max(opts.MaxPoolSize/4, 2))).
-		SetPoolMonitor(monitor)
+		SetPoolMonitor(pools).
+		SetServerMonitor(servers)
 	client, err := mongo.Connect(co)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb client: %w", err)
@@ -155,6 +197,48 @@ func Open(ctx context.Context, url, database string, opts Options) (*Store, erro
 	}
 	return s, nil
 }
+
+// errCutOff is the error of a call cut short because the guard opened while it waited.
+var errCutOff = fmt.Errorf("%w: MongoDB failed while the call waited", breaker.ErrOpen)
+
+// cutOff cancels the calls in flight and arms a new trip for the next ones. It runs in
+// the guard's state change, under its lock, and does not call the guard.
+func (s *Store) cutOff() {
+	s.tripMu.Lock()
+	defer s.tripMu.Unlock()
+	s.trip()
+	s.tripped, s.trip = context.WithCancel(context.Background())
+}
+
+// call runs op through the guard, within ctx and the operation timeout, and classifies its
+// error. If the guard opens while op runs, op is cancelled and the call fails as refused.
+func (s *Store) call(ctx context.Context, op func(context.Context) error) error {
+	s.tripMu.Lock()
+	tripped := s.tripped // taken first: an opening after Allow cuts this call too
+	s.tripMu.Unlock()
+	done, err := s.guard.Allow()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(tripped, func() { cancel(errCutOff) })
+	defer stop()
+	ctx, cancelTimeout := context.WithTimeout(ctx, s.timeout)
+	defer cancelTimeout()
+
+	err = op(ctx)
+	if err != nil && errors.Is(context.Cause(ctx), errCutOff) {
+		err = record.Unavailable(Backend, errCutOff)
+	}
+	err = Classify(err)
+	done(err)
+	return err
+}
+
+// State is the guard's state: closed while MongoDB serves; open (every call refused at
+// once) or half-open (one probe in flight, the others refused) after it failed.
+func (s *Store) State() breaker.State { return s.guard.State() }
 
 // ensureIndex creates the unique index on key, retrying while the server is unreachable.
 func (s *Store) ensureIndex(ctx context.Context) error {
@@ -197,10 +281,16 @@ func (s *Store) Close(ctx context.Context) error {
 // the unique _id and key indexes keep one document per key whichever way it is written.
 // When most keys of a batch existed, the writes that follow skip the insert for a while
 // (minUpsertRun).
+//
+// The whole write, the wait for a flusher included, is bounded by the operation timeout: a
+// batch runs until the earliest deadline of its writes.
 func (s *Store) Put(ctx context.Context, key string, data Data) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	if s.insertFirst() {
-		inserted, err := s.inserts.Do(ctx, newDocument{key: key, data: data, now: now})
+		deadline, _ := ctx.Deadline()
+		inserted, err := s.inserts.Do(ctx, newDocument{key: key, data: data, now: now, deadline: deadline})
 		if err != nil {
 			return Classify(fmt.Errorf("insert document %q: %w", key, err))
 		}
@@ -227,19 +317,27 @@ func (s *Store) insertFirst() bool {
 
 // insertMany inserts batch's documents in one unordered insertMany: true for each one
 // inserted, false for each one the server refused (a key that exists, or a document it
-// rejects, which the Put's upsert then reports).
+// rejects, which the Put's upsert then reports). It runs until the earliest deadline of
+// the batch's writes, so that none of them waits past its own.
 func (s *Store) insertMany(batch []newDocument) []groupcommit.Result[bool] {
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	defer cancel()
+	deadline := batch[0].deadline
 	docs := make([]any, len(batch))
 	for i, d := range batch {
+		if d.deadline.Before(deadline) {
+			deadline = d.deadline
+		}
 		docs[i] = bson.D{
 			{Key: "_id", Value: d.key}, {Key: "key", Value: d.key}, {Key: "data", Value: d.data.doc},
 			{Key: "created_at", Value: d.now}, {Key: "updated_at", Value: d.now},
 		}
 	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
 	s.batches.Add(1)
-	_, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	err := s.call(ctx, func(ctx context.Context) error {
+		_, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+		return err
+	})
 	results := make([]groupcommit.Result[bool], len(batch))
 	for i := range results {
 		results[i].Out = true
@@ -280,22 +378,23 @@ const duplicateKey = 11000
 
 // upsert writes key's document whether or not it exists.
 func (s *Store) upsert(ctx context.Context, key string, data Data, now time.Time) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	update := bson.D{
 		{Key: "$set", Value: bson.D{{Key: "data", Value: data.doc}, {Key: "updated_at", Value: now}}},
 		{Key: "$setOnInsert", Value: bson.D{{Key: "key", Value: key}, {Key: "created_at", Value: now}}},
 	}
-	var err error
-	for range upsertAttempts {
-		_, err = s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}}, update, options.UpdateOne().SetUpsert(true))
-		if !mongo.IsDuplicateKeyError(err) {
-			break
+	err := s.call(ctx, func(ctx context.Context) error {
+		var err error
+		for range upsertAttempts {
+			_, err = s.coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}}, update, options.UpdateOne().SetUpsert(true))
+			if !mongo.IsDuplicateKeyError(err) {
+				break
+			}
+			// Another write inserted the key first: this one now finds and updates it.
 		}
-		// Another write inserted the key first: this one now finds and updates it.
-	}
+		return err
+	})
 	if err != nil {
-		return Classify(fmt.Errorf("upsert document %q: %w", key, err))
+		return fmt.Errorf("upsert document %q: %w", key, err)
 	}
 	s.upserted.Add(1)
 	return nil
@@ -311,15 +410,15 @@ type stored struct {
 
 // Get reads key's document; a missing key is record.ErrNotFound.
 func (s *Store) Get(ctx context.Context, key string) (Document, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	var doc stored
-	err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&doc)
+	err := s.call(ctx, func(ctx context.Context) error {
+		return s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&doc)
+	})
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return Document{}, record.ErrNotFound
 	}
 	if err != nil {
-		return Document{}, Classify(fmt.Errorf("find document %q: %w", key, err))
+		return Document{}, fmt.Errorf("find document %q: %w", key, err)
 	}
 	data, err := dataJSON(doc.Data)
 	if err != nil {
@@ -335,24 +434,24 @@ func (s *Store) Get(ctx context.Context, key string) (Document, error) {
 // beyond. (estimatedDocumentCount, the driver's count from metadata, is a full scan on
 // FerretDB: over 5 s with 350,000 documents.)
 func (s *Store) Count(ctx context.Context) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	var stats struct {
 		Count int64 `bson:"count"`
 	}
-	err := s.coll.Database().RunCommand(ctx, bson.D{{Key: "collStats", Value: Collection}}).Decode(&stats)
+	err := s.call(ctx, func(ctx context.Context) error {
+		return s.coll.Database().RunCommand(ctx, bson.D{{Key: "collStats", Value: Collection}}).Decode(&stats)
+	})
 	if err != nil {
-		return 0, Classify(fmt.Errorf("count documents: %w", err))
+		return 0, fmt.Errorf("count documents: %w", err)
 	}
 	return stats.Count, nil
 }
 
-// Ping checks that the server answers.
+// Ping checks that the server answers. While the guard is open it fails at once, and
+// once the probe interval has passed it may be the probe.
 func (s *Store) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
-		return Classify(fmt.Errorf("ping: %w", err))
+	err := s.call(ctx, func(ctx context.Context) error { return s.client.Ping(ctx, readpref.Primary()) })
+	if err != nil {
+		return fmt.Errorf("ping: %w", err)
 	}
 	return nil
 }

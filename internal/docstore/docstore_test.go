@@ -17,13 +17,15 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/dblayers/dblayers/internal/breaker"
 	"github.com/dblayers/dblayers/internal/docstore"
 	"github.com/dblayers/dblayers/internal/record"
 	"github.com/dblayers/dblayers/internal/record/recordtest"
 	"github.com/dblayers/dblayers/internal/testenv"
 )
 
-var opts = docstore.Options{Timeout: 2 * time.Second, OperationTimeout: 5 * time.Second, StartupTimeout: 10 * time.Second, MinPoolSize: 4, MaxPoolSize: 16}
+var opts = docstore.Options{Timeout: 2 * time.Second, OperationTimeout: 5 * time.Second, StartupTimeout: 10 * time.Second, MinPoolSize: 4, MaxPoolSize: 16,
+	Breaker: breaker.Settings{Threshold: 3, Timeout: time.Second}}
 
 func open(t testing.TB, url, db string, tune ...func(*docstore.Options)) *docstore.Store {
 	t.Helper()

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/dblayers/dblayers/internal/apidoc"
+	"github.com/dblayers/dblayers/internal/breaker"
 )
 
 // The API's description, served at /openapi.json, /docs and /redoc.
@@ -52,12 +53,16 @@ var (
 		OK:          DocumentResponse{Success: true, Key: "user:1", Data: json.RawMessage(`{"name":"Alice"}`), FromCache: true, StoredIn: storedInCache},
 	}
 	opHealth = apidoc.Operation{
-		Summary:     "Health check",
-		Description: "PostgreSQL and MongoDB must answer; without Redis the status is degraded.",
-		OK:          Health{Status: "healthy", Layer: Layer, Databases: []string{"PostgreSQL", "MongoDB", "Redis"}, Components: map[string]string{"PostgreSQL": "healthy", "MongoDB": "healthy", "Redis": "healthy"}},
+		Summary: "Health check",
+		Description: "PostgreSQL and MongoDB must answer; without Redis (unavailable, or skipped after it failed) the status is degraded. " +
+			"circuit_breakers says which stores are refused or skipped without being called.",
+		OK: Health{Status: "healthy", Layer: Layer, Databases: []string{"PostgreSQL", "MongoDB", "Redis"},
+			Components:      map[string]string{"PostgreSQL": "healthy", "MongoDB": "healthy", "Redis": "healthy"},
+			CircuitBreakers: map[string]breaker.State{"PostgreSQL": breaker.Closed, "MongoDB": breaker.Closed, "Redis": breaker.Closed}},
 		Errors: []apidoc.Answer{{Status: http.StatusServiceUnavailable, Body: Health{Status: "unhealthy", Layer: Layer,
 			Databases: []string{"PostgreSQL", "MongoDB", "Redis"}, Components: map[string]string{"PostgreSQL": "healthy", "MongoDB": "unavailable", "Redis": "healthy"},
-			Detail: "Service unhealthy: MongoDB unavailable"}}},
+			CircuitBreakers: map[string]breaker.State{"PostgreSQL": breaker.Closed, "MongoDB": breaker.Open, "Redis": breaker.Closed},
+			Detail:          "Service unhealthy: MongoDB unavailable"}}},
 	}
 	opStats = apidoc.StatsOp("Pool and connection sizes, stored counts and the cache's counters.", Stats{})
 )

@@ -21,6 +21,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/dblayers/dblayers/internal/apidoc"
+	"github.com/dblayers/dblayers/internal/breaker"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/docstore"
 	"github.com/dblayers/dblayers/internal/httpapi"
@@ -64,8 +65,14 @@ type Config struct {
 	// GET /read/transaction/{user_id} returns at most this many of the user's most recent
 	// transactions (the original returned all of them, however many).
 	TransactionListLimit int `env:"TRANSACTION_LIST_LIMIT" default:"1000"`
-	Pool                 pgstore.PoolConfig
-	Mongo                docstore.Options
+	// A store that fails BreakerThreshold times in a row (PostgreSQL or MongoDB: timeouts,
+	// refused or broken connections) is refused at once, a fast 503, and probed by one call
+	// every BreakerProbe until it answers again. Redis, optional, is skipped the same way
+	// (internal/redisclient).
+	BreakerThreshold int           `env:"STORE_BREAKER_THRESHOLD" default:"3"`
+	BreakerProbe     time.Duration `env:"STORE_BREAKER_PROBE_INTERVAL" default:"1s"`
+	Pool             pgstore.PoolConfig
+	Mongo            docstore.Options
 }
 
 // Service is a running L8.
@@ -96,6 +103,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if cfg.TransactionListLimit < 1 {
 		return nil, fmt.Errorf("TRANSACTION_LIST_LIMIT=%d: want at least 1", cfg.TransactionListLimit)
 	}
+	guard := breaker.Settings{Threshold: uint32(max(cfg.BreakerThreshold, 0)), Timeout: cfg.BreakerProbe}
 	rdb, err := redisclient.New(cfg.RedisURL)
 	if err != nil {
 		return nil, err
@@ -105,6 +113,13 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		rdb.Close()
 		return nil, err
 	}
+	ledger, err := NewLedger(pool, guard)
+	if err != nil {
+		pool.Close()
+		rdb.Close()
+		return nil, err
+	}
+	cfg.Mongo.Breaker = guard
 	docs, err := docstore.Open(ctx, cfg.MongoURL, cfg.MongoDatabase, cfg.Mongo)
 	if err != nil {
 		pool.Close()
@@ -112,7 +127,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 		return nil, err
 	}
 	s := &Service{
-		cfg: cfg, logger: logger, pool: pool, ledger: &Ledger{conns: pool}, docs: docs, rdb: rdb,
+		cfg: cfg, logger: logger, pool: pool, ledger: ledger, docs: docs, rdb: rdb,
 		docCache: cache.NewLeased[docstore.Document](rdb, cfg.CacheTTL, logger),
 		txnCache: cache.NewLeased[[]Transaction](rdb, cfg.TransactionCacheTTL, logger),
 	}
@@ -337,7 +352,8 @@ func (s *Service) readRecord(r *http.Request) (any, error) {
 // ---------------------------------------------------------------------------------------
 // Health and statistics
 
-// Component states in /health.
+// Component states in /health: Redis also reads "skipped" while its guard refuses
+// commands.
 const (
 	stateHealthy     = "healthy"
 	stateUnavailable = "unavailable"
@@ -346,46 +362,55 @@ const (
 // Health is the answer of GET /health. Status is "healthy" when all three stores answer,
 // "degraded" (still HTTP 200: every endpoint works, reads skip the cache) when only Redis
 // does not, and "unhealthy" (HTTP 503, with detail) when PostgreSQL or MongoDB does not.
+// CircuitBreakers says which stores are being refused (PostgreSQL, MongoDB) or skipped
+// (Redis) without being called: "open" or "half_open".
 type Health struct {
-	Status     string            `json:"status"`
-	Layer      string            `json:"layer"`
-	Databases  []string          `json:"databases"`
-	Components map[string]string `json:"components"`
-	Detail     string            `json:"detail,omitempty"`
+	Status          string                   `json:"status"`
+	Layer           string                   `json:"layer"`
+	Databases       []string                 `json:"databases"`
+	Components      map[string]string        `json:"components"`
+	CircuitBreakers map[string]breaker.State `json:"circuit_breakers"`
+	Detail          string                   `json:"detail,omitempty"`
 }
 
 // health checks the three stores at once, each bounded by its own timeout.
 func (s *Service) health(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	names := []string{"PostgreSQL", "MongoDB", "Redis"}
-	checks := []func(context.Context) error{s.ledger.Ping, s.docs.Ping, func(ctx context.Context) error { return redisclient.Ping(ctx, s.rdb) }}
+	checks := []func(context.Context) error{s.ledger.Ping, s.docs.Ping}
 	errs := make([]error, len(checks))
+	var redisState string
 	var wg sync.WaitGroup
 	for i, check := range checks {
 		wg.Go(func() { errs[i] = check(ctx) })
 	}
+	wg.Go(func() { redisState = s.rdb.Health(ctx) })
 	wg.Wait()
 
-	h := Health{Status: stateHealthy, Layer: Layer, Databases: names, Components: map[string]string{}}
+	h := Health{Status: stateHealthy, Layer: Layer, Databases: names, Components: map[string]string{"Redis": redisState},
+		CircuitBreakers: s.breakers()}
 	var down []string
-	for i, name := range names {
-		h.Components[name] = stateHealthy
-		if errs[i] != nil {
-			h.Components[name] = stateUnavailable
-			s.logger.Warn("health check failed", "request_id", middleware.GetReqID(ctx), "component", name, "error", errs[i])
-			if i < 2 {
-				down = append(down, name)
-			}
+	for i, err := range errs {
+		h.Components[names[i]] = stateHealthy
+		if err != nil {
+			h.Components[names[i]] = stateUnavailable
+			s.logger.Warn("health check failed", "request_id", middleware.GetReqID(ctx), "component", names[i], "error", err)
+			down = append(down, names[i])
 		}
 	}
 	status := http.StatusOK
 	switch {
 	case len(down) > 0:
 		h.Status, h.Detail, status = "unhealthy", "Service unhealthy: "+strings.Join(down, " and ")+" unavailable", http.StatusServiceUnavailable
-	case errs[2] != nil:
+	case redisState != stateHealthy:
 		h.Status = "degraded"
 	}
 	httpapi.WriteJSON(w, status, h)
+}
+
+// breakers are the states of the three stores' guards.
+func (s *Service) breakers() map[string]breaker.State {
+	return map[string]breaker.State{"PostgreSQL": s.ledger.State(), "MongoDB": s.docs.State(), "Redis": s.rdb.State()}
 }
 
 // Stats is the answer of /stats and /cache-stats: the original's five fields, live, and
@@ -398,12 +423,15 @@ type Stats struct {
 	TotalTransactions    *int64  `json:"total_transactions"`
 	TotalDocuments       *int64  `json:"total_documents"`
 	CacheAvailable       bool    `json:"cache_available"`
-	CacheHits            int64   `json:"cache_hits"`   // this process, documents and transaction lists
-	CacheMisses          int64   `json:"cache_misses"` // idem
+	CacheSkipped         bool    `json:"cache_skipped"` // Redis failed and is skipped until a probe finds it back
+	CacheHits            int64   `json:"cache_hits"`    // this process, documents and transaction lists
+	CacheMisses          int64   `json:"cache_misses"`  // idem
 	CacheHitRate         float64 `json:"cache_hit_rate"`
 	InvalidationsPending int64   `json:"invalidations_pending"` // cache deletes waiting for Redis
 	// How this process wrote documents: new keys go in batched inserts, the others upserts.
 	DocumentWrites docstore.WriteCounts `json:"document_writes"`
+	// The stores' guards, as in /health.
+	CircuitBreakers map[string]breaker.State `json:"circuit_breakers"`
 }
 
 func (s *Service) stats(r *http.Request) (any, error) {
@@ -434,6 +462,8 @@ func (s *Service) stats(r *http.Request) (any, error) {
 	st.PostgresPoolSize = s.pool.Stat().TotalConns()
 	st.MongoDBConnections = s.docs.Connections()
 	st.DocumentWrites = s.docs.WriteCounts()
+	st.CacheSkipped = s.rdb.Skipped()
+	st.CircuitBreakers = s.breakers()
 	dh, dm := s.docCache.Counts()
 	th, tm := s.txnCache.Counts()
 	st.CacheHits, st.CacheMisses = dh+th, dm+tm

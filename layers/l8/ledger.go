@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dblayers/dblayers/internal/breaker"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
 )
@@ -34,21 +35,42 @@ type Transaction struct {
 	CreatedAt       string `json:"created_at"` // naive ISO-8601, as record.Timestamp
 }
 
-// Ledger keeps transactions in PostgreSQL: insert-only, read per user.
+// Ledger keeps transactions in PostgreSQL: insert-only, read per user. Its calls go
+// through a guard: once PostgreSQL has failed a few times in a row they are refused at once
+// (a fast 503) until a probe finds it back.
 type Ledger struct {
 	conns pgstore.Conns
+	guard *breaker.Guard
+}
+
+// NewLedger returns the ledger on conns, guarded with settings.
+func NewLedger(conns pgstore.Conns, settings breaker.Settings) (*Ledger, error) {
+	guard, err := breaker.NewGuard("PostgreSQL", settings, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Ledger{conns: conns, guard: guard}, nil
+}
+
+// State is the guard's state.
+func (l *Ledger) State() breaker.State { return l.guard.State() }
+
+// withConn runs fn on a connection (bounded by the query timeout) through the guard, and
+// classifies its error.
+func (l *Ledger) withConn(ctx context.Context, fn func(context.Context, *pgx.Conn) error) error {
+	return l.guard.Do(func() error { return classify(l.conns.WithConn(ctx, fn)) })
 }
 
 // Insert stores a transaction and returns its id. The amount travels as decimal text, so
 // it is stored exactly.
 func (l *Ledger) Insert(ctx context.Context, userID string, amount Amount, txType string) (int64, error) {
 	var id int64
-	err := l.conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+	err := l.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, `INSERT INTO transactions (user_id, amount, transaction_type)
 VALUES ($1, $2::numeric, $3) RETURNING id`, userID, amount.String(), txType).Scan(&id)
 	})
 	if err != nil {
-		return 0, classify(fmt.Errorf("insert transaction of %q: %w", userID, err))
+		return 0, fmt.Errorf("insert transaction of %q: %w", userID, err)
 	}
 	return id, nil
 }
@@ -57,7 +79,7 @@ VALUES ($1, $2::numeric, $3) RETURNING id`, userID, amount.String(), txType).Sca
 // The amount is read as text, never through a float.
 func (l *Ledger) List(ctx context.Context, userID string, limit int) ([]Transaction, error) {
 	var txns []Transaction
-	err := l.conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+	err := l.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT id, user_id, amount::text, transaction_type, created_at
 FROM transactions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`, userID, limit)
 		if err != nil {
@@ -82,7 +104,7 @@ FROM transactions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`
 		return err
 	})
 	if err != nil {
-		return nil, classify(fmt.Errorf("list transactions of %q: %w", userID, err))
+		return nil, fmt.Errorf("list transactions of %q: %w", userID, err)
 	}
 	return txns, nil
 }
@@ -90,18 +112,19 @@ FROM transactions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`
 // Count is the number of transactions.
 func (l *Ledger) Count(ctx context.Context) (int64, error) {
 	var n int64
-	err := l.conns.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+	err := l.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT count(*) FROM transactions`).Scan(&n)
 	})
 	if err != nil {
-		return 0, classify(fmt.Errorf("count transactions: %w", err))
+		return 0, fmt.Errorf("count transactions: %w", err)
 	}
 	return n, nil
 }
 
-// Ping checks that PostgreSQL answers.
+// Ping checks that PostgreSQL answers, through the guard: refused at once while it is
+// open, and the probe once the probe interval has passed.
 func (l *Ledger) Ping(ctx context.Context) error {
-	return classify(pgstore.NewStore(l.conns).Ping(ctx))
+	return l.guard.Do(func() error { return classify(pgstore.NewStore(l.conns).Ping(ctx)) })
 }
 
 // classify names PostgreSQL in outages ("PostgreSQL unavailable"): this layer has two
