@@ -8,7 +8,7 @@ import (
 var (
 	apiInfo = apidoc.Info{
 		Title: "L4 · sharding",
-		Description: "Records are spread over several PostgreSQL shards by their key (hash or range), " +
+		Description: "Records are spread over several PostgreSQL shards by a hash of their key (SHARD_STRATEGY: modulo, the original MD5 mod N; ring, a consistent-hash ring; or jump, jump consistent hash), " +
 			"behind a Redis cache; a shard that is down costs only its own keys.",
 	}
 	opWrite = apidoc.WriteOp("Upserts the record on the shard that owns its key.",
@@ -18,5 +18,5 @@ var (
 	opHealth = apidoc.HealthOp("Healthy when every shard answers, degraded while some do not; 503 when none does.",
 		HealthResponse{Status: "healthy", Layer: Layer, Shards: map[string]string{"shard_0": "healthy", "shard_1": "healthy"}, Cache: "healthy"},
 		"Service unhealthy: no shard available")
-	opStats = apidoc.StatsOp("Records and pools per shard, and the cache's counters.", Stats{Strategy: "hash", NumShards: 2})
+	opStats = apidoc.StatsOp("Records and pools per shard, and the cache's counters.", Stats{Strategy: "modulo", NumShards: 3})
 )
