@@ -236,7 +236,7 @@ func validMethod(m string) bool {
 }
 
 func newTransport(cfg Config) *http.Transport {
-	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second, Control: dialLoopbackOnly}
+	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second, Control: DialLoopbackOnly}
 	return &http.Transport{
 		Proxy:               nil, // never a proxy: the target is this machine
 		DialContext:         dialer.DialContext,
@@ -431,7 +431,7 @@ func (w *worker) send(measured bool) {
 		return // warm-up, or abandoned because the run was interrupted
 	}
 	if err != nil {
-		w.fail(ti, true, errorKind(err))
+		w.fail(ti, true, ErrorKind(err))
 		return
 	}
 	w.stats[ti].status[resp.StatusCode]++
@@ -462,8 +462,9 @@ func (w *worker) fail(target int, measured bool, kind string) {
 	errs[kind]++
 }
 
-// errorKind names the class of a request error for the error histogram.
-func errorKind(err error) string {
+// ErrorKind names the class of a request error (timeout, connection refused, reset …):
+// the error histogram's keys here and in internal/drill.
+func ErrorKind(err error) string {
 	prefix := ""
 	if strings.HasPrefix(err.Error(), "reading body: ") {
 		prefix = "reading body: "

@@ -31,10 +31,10 @@ func CheckLoopback(host string) error {
 	return nil
 }
 
-// dialLoopbackOnly is a net.Dialer Control function that refuses, before connecting, any
+// DialLoopbackOnly is a net.Dialer Control function that refuses, before connecting, any
 // address that is not loopback: the check CheckLoopback makes on names, made again on the
 // address a name like "localhost" actually resolved to.
-func dialLoopbackOnly(network, address string, _ syscall.RawConn) error {
+func DialLoopbackOnly(network, address string, _ syscall.RawConn) error {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
 		return err

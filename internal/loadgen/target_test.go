@@ -23,8 +23,8 @@ func TestCheckLoopback(t *testing.T) {
 }
 
 func TestDialLoopbackOnly(t *testing.T) {
-	assert.NoError(t, dialLoopbackOnly("tcp4", "127.0.0.1:80", nil))
-	assert.NoError(t, dialLoopbackOnly("tcp6", "[::1]:80", nil))
-	assert.ErrorContains(t, dialLoopbackOnly("tcp4", "10.1.1.1:80", nil), "only loopback")
-	assert.Error(t, dialLoopbackOnly("tcp4", "nonsense", nil))
+	assert.NoError(t, DialLoopbackOnly("tcp4", "127.0.0.1:80", nil))
+	assert.NoError(t, DialLoopbackOnly("tcp6", "[::1]:80", nil))
+	assert.ErrorContains(t, DialLoopbackOnly("tcp4", "10.1.1.1:80", nil), "only loopback")
+	assert.Error(t, DialLoopbackOnly("tcp4", "nonsense", nil))
 }
