@@ -201,8 +201,13 @@ func (r *Region) EnsureSchema(ctx context.Context) error {
 }
 
 // classify turns a database error into the region's own 503 ("EU-WEST database
-// unavailable"), marking the region down; other errors stay as they are.
+// unavailable"), marking the region down; other errors stay as they are. A call whose
+// caller went away (context canceled) says nothing about the region: it is returned as is
+// (a 499 if anyone is still listening), and the region keeps serving.
 func (r *Region) classify(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
 	err = pgstore.Classify(err)
 	if record.IsUnavailable(err) {
 		r.dbUp.Store(false)

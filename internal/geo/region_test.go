@@ -213,3 +213,19 @@ func keysOf(ps []Pending) []string {
 	}
 	return out
 }
+
+// A read whose caller went away fails with the caller's error, not as the region's 503,
+// and leaves the region in service: one abandoned request used to mark it down until the
+// next health check, sending every other request of the region elsewhere.
+func TestAbandonedCallLeavesTheRegionServing(t *testing.T) {
+	reg, _ := openRegion(t, USEast)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _, err := reg.Lookup(ctx, "k")
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, record.IsUnavailable(err), "not the region's 503: %v", err)
+	assert.True(t, reg.Healthy())
+	_, err = reg.Write(ctx, "k", "v", nil)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.True(t, reg.Healthy())
+}
