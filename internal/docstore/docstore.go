@@ -113,13 +113,11 @@ func (s *Store) WriteCounts() WriteCounts {
 	return WriteCounts{Inserted: s.inserted.Load(), InsertBatches: s.batches.Load(), Upserted: s.upserted.Load()}
 }
 
-// newDocument is a write as the document it makes of a new key, and when its caller
-// stops waiting.
+// newDocument is a write as the document it makes of a new key.
 type newDocument struct {
-	key      string
-	data     Data
-	now      time.Time
-	deadline time.Time
+	key  string
+	data Data
+	now  time.Time
 }
 
 const (
@@ -289,8 +287,7 @@ func (s *Store) Put(ctx context.Context, key string, data Data) error {
 	defer cancel()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	if s.insertFirst() {
-		deadline, _ := ctx.Deadline()
-		inserted, err := s.inserts.Do(ctx, newDocument{key: key, data: data, now: now, deadline: deadline})
+		inserted, err := s.inserts.Do(ctx, newDocument{key: key, data: data, now: now})
 		if err != nil {
 			return Classify(fmt.Errorf("insert document %q: %w", key, err))
 		}
@@ -317,22 +314,16 @@ func (s *Store) insertFirst() bool {
 
 // insertMany inserts batch's documents in one unordered insertMany: true for each one
 // inserted, false for each one the server refused (a key that exists, or a document it
-// rejects, which the Put's upsert then reports). It runs until the earliest deadline of
-// the batch's writes, so that none of them waits past its own.
-func (s *Store) insertMany(batch []newDocument) []groupcommit.Result[bool] {
-	deadline := batch[0].deadline
+// rejects, which the Put's upsert then reports). ctx ends at the earliest deadline of the
+// batch's writes.
+func (s *Store) insertMany(ctx context.Context, batch []newDocument) []groupcommit.Result[bool] {
 	docs := make([]any, len(batch))
 	for i, d := range batch {
-		if d.deadline.Before(deadline) {
-			deadline = d.deadline
-		}
 		docs[i] = bson.D{
 			{Key: "_id", Value: d.key}, {Key: "key", Value: d.key}, {Key: "data", Value: d.data.doc},
 			{Key: "created_at", Value: d.now}, {Key: "updated_at", Value: d.now},
 		}
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
 	s.batches.Add(1)
 	err := s.call(ctx, func(ctx context.Context) error {
 		_, err := s.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))

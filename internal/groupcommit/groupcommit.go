@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // ErrClosed is Do's answer once the batcher is closed.
@@ -25,7 +26,7 @@ type Result[Out any] struct {
 
 // Batcher applies calls In → Out in batches.
 type Batcher[In, Out any] struct {
-	apply    func(batch []In) []Result[Out]
+	apply    func(ctx context.Context, batch []In) []Result[Out]
 	maxBatch int
 
 	calls     chan *call[In, Out] // unbuffered: a send succeeds only when a flusher takes it
@@ -41,10 +42,11 @@ type call[In, Out any] struct {
 }
 
 // New starts flushers goroutines, each gathering up to maxBatch waiting calls and passing
-// their inputs to apply, which must return one result per input, in order. apply runs
-// with no caller's context: a batch holds several callers' calls. Close the batcher to
-// stop its flushers.
-func New[In, Out any](flushers, maxBatch int, apply func(batch []In) []Result[Out]) *Batcher[In, Out] {
+// their inputs to apply, which must return one result per input, in order. A batch holds
+// several callers' calls, so apply's context carries none of their cancellations, but it
+// ends at the earliest of their deadlines: a caller with a deadline never waits past it.
+// Close the batcher to stop its flushers.
+func New[In, Out any](flushers, maxBatch int, apply func(ctx context.Context, batch []In) []Result[Out]) *Batcher[In, Out] {
 	b := &Batcher[In, Out]{
 		apply: apply, maxBatch: max(maxBatch, 1),
 		calls: make(chan *call[In, Out]), closed: make(chan struct{}),
@@ -105,10 +107,12 @@ func (b *Batcher[In, Out]) flush() {
 	}
 }
 
-// run applies the calls of batch whose callers still wait and answers every call.
+// run applies the calls of batch whose callers still wait, until the earliest of their
+// deadlines, and answers every call.
 func (b *Batcher[In, Out]) run(batch []*call[In, Out]) {
 	live := batch[:0:0]
 	ins := make([]In, 0, len(batch))
+	var deadline time.Time
 	for _, c := range batch {
 		if err := c.ctx.Err(); err != nil { // its caller gave up before the batch began
 			c.done <- Result[Out]{Err: err}
@@ -116,11 +120,20 @@ func (b *Batcher[In, Out]) run(batch []*call[In, Out]) {
 		}
 		live = append(live, c)
 		ins = append(ins, c.in)
+		if d, ok := c.ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+			deadline = d
+		}
 	}
 	if len(live) == 0 {
 		return
 	}
-	results := b.apply(ins)
+	ctx := context.Background()
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	results := b.apply(ctx, ins)
 	for i, c := range live {
 		if i < len(results) {
 			c.done <- results[i]

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,7 +21,7 @@ func TestCallsWaitingForABatchGoTogether(t *testing.T) {
 		release := make(chan struct{})
 		var mu sync.Mutex
 		var batches [][]int
-		b := groupcommit.New(1, 8, func(in []int) []groupcommit.Result[string] {
+		b := groupcommit.New(1, 8, func(_ context.Context, in []int) []groupcommit.Result[string] {
 			mu.Lock()
 			batches = append(batches, append([]int(nil), in...))
 			first := len(batches) == 1
@@ -71,7 +72,7 @@ func TestCallsWaitingForABatchGoTogether(t *testing.T) {
 }
 
 func TestDoAfterClose(t *testing.T) {
-	b := groupcommit.New(2, 4, func(in []int) []groupcommit.Result[int] {
+	b := groupcommit.New(2, 4, func(_ context.Context, in []int) []groupcommit.Result[int] {
 		return make([]groupcommit.Result[int], len(in))
 	})
 	_, err := b.Do(context.Background(), 1)
@@ -83,8 +84,42 @@ func TestDoAfterClose(t *testing.T) {
 
 // An apply that returns fewer results than inputs fails the calls left without one.
 func TestTooFewResults(t *testing.T) {
-	b := groupcommit.New(1, 4, func(in []int) []groupcommit.Result[int] { return nil })
+	b := groupcommit.New(1, 4, func(_ context.Context, in []int) []groupcommit.Result[int] { return nil })
 	defer b.Close()
 	_, err := b.Do(context.Background(), 1)
 	require.Error(t, err)
+}
+
+// apply's context ends at the earliest deadline of the batch's callers, so that a batch
+// never keeps a caller past its own deadline; a batch of callers without one has none.
+func TestBatchEndsAtTheEarliestDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		deadlines := make(chan time.Time, 2)
+		b := groupcommit.New(1, 8, func(ctx context.Context, in []int) []groupcommit.Result[int] {
+			d, _ := ctx.Deadline()
+			deadlines <- d
+			if in[0] == 0 {
+				<-release // holds the flusher while the next batch gathers
+			}
+			return make([]groupcommit.Result[int], len(in))
+		})
+		defer b.Close()
+
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _ = b.Do(context.Background(), 0) })
+		synctest.Wait()
+		assert.True(t, (<-deadlines).IsZero(), "no caller has a deadline")
+
+		start := time.Now()
+		for i, d := range []time.Duration{3 * time.Second, time.Second, 2 * time.Second} {
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			wg.Go(func() { _, _ = b.Do(ctx, i+1) })
+		}
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+		assert.Equal(t, start.Add(time.Second), <-deadlines)
+	})
 }

@@ -127,6 +127,12 @@ const (
 	maxEnqueueBatch = 256 // writes per script run
 )
 
+// EnqueueTimeout bounds how long an enqueue waits for a flusher and for the pool's
+// connection: past it the write is refused, not queued. The script itself is bounded by the
+// client's read and write timeouts, and refused at once while the client's guard is open
+// (internal/redisclient).
+const EnqueueTimeout = time.Second
+
 // NewQueue returns the queue whose stream is named stream on rdb. maxBacklog bounds the
 // entries not yet applied (0 = no bound). Close it to stop its flushers.
 func NewQueue(rdb redis.UniversalClient, stream string, maxBacklog int64) *Queue {
@@ -176,9 +182,12 @@ type Entry struct {
 type enqueueRequest struct{ key, value string }
 
 // Enqueue appends the write and returns once Redis has it. It fails with ErrBacklogFull
-// while the backlog is at its bound, or with Redis's error. Once a flusher has taken the
-// write, Enqueue waits for its outcome even if ctx ends, so that its answer is exact.
+// while the backlog is at its bound, or with Redis's error, or if no flusher took the write
+// within EnqueueTimeout. Once a flusher has taken the write, Enqueue waits for its outcome
+// even if ctx ends, so that its answer is exact.
 func (q *Queue) Enqueue(ctx context.Context, key, value string) (Entry, error) {
+	ctx, cancel := context.WithTimeout(ctx, EnqueueTimeout)
+	defer cancel()
 	entry, err := q.writes.Do(ctx, enqueueRequest{key: key, value: value})
 	switch {
 	case errors.Is(err, groupcommit.ErrClosed):
@@ -189,8 +198,9 @@ func (q *Queue) Enqueue(ctx context.Context, key, value string) (Entry, error) {
 	return entry, err
 }
 
-// enqueue runs the script for batch, one result per write.
-func (q *Queue) enqueue(batch []enqueueRequest) []groupcommit.Result[Entry] {
+// enqueue runs the script for batch, one result per write; ctx ends at the earliest
+// deadline of the batch's writes.
+func (q *Queue) enqueue(ctx context.Context, batch []enqueueRequest) []groupcommit.Result[Entry] {
 	keys := []string{q.names.Stream, q.names.Queued, q.names.Backlog}
 	args := []any{q.maxBacklog}
 	for _, req := range batch {
@@ -204,7 +214,7 @@ func (q *Queue) enqueue(batch []enqueueRequest) []groupcommit.Result[Entry] {
 		}
 		return results
 	}
-	res, err := enqueueScript.Run(context.Background(), q.rdb, keys, args...).Slice()
+	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Slice()
 	if err != nil {
 		return fail(err)
 	}

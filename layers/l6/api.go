@@ -2,6 +2,7 @@ package l6
 
 import (
 	"github.com/dblayers/dblayers/internal/apidoc"
+	"github.com/dblayers/dblayers/internal/breaker"
 )
 
 // The API's description, served at /openapi.json, /docs and /redoc.
@@ -15,8 +16,9 @@ var (
 		WriteResponse{Success: true, Key: "user:1", Queued: true, Message: WriteMessage})
 	opRead = apidoc.ReadOp("Reads the newest queued value, else the cache, else PostgreSQL.",
 		ReadResponse{ReadFields: apidoc.Found(), Buffered: true})
-	opHealth = apidoc.HealthOp("The database and the queue must answer.",
-		HealthResponse{Status: "healthy", Layer: Layer, Database: "healthy", Cache: "healthy", Queue: "healthy", Workers: 2},
+	opHealth = apidoc.HealthOp("The database and the queue must answer; circuit_breakers says whether Redis is refused without being called.",
+		HealthResponse{Status: "healthy", Layer: Layer, Database: "healthy", Cache: "healthy", Queue: "healthy", Workers: 2,
+			CircuitBreakers: map[string]breaker.State{"Redis": breaker.Closed}},
 		"Service unhealthy: queue unavailable")
 	opStats = apidoc.StatsOp("The queue's progress and the cache's counters.", StatsResponse{})
 )

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/dblayers/dblayers/internal/apidoc"
+	"github.com/dblayers/dblayers/internal/breaker"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/httpapi"
 	"github.com/dblayers/dblayers/internal/pgstore"
@@ -154,30 +155,41 @@ func readAnswer(f httpapi.ReadFields, r record.Read) any {
 	return ReadResponse{ReadFields: f, FromCache: r.Tier == record.FromCache, Buffered: r.Tier == record.FromBuffer}
 }
 
-// HealthResponse is the original's health document plus the running workers.
+// HealthResponse is the original's health document plus the running workers and the
+// state of the Redis client's guard.
 type HealthResponse struct {
-	Status      string `json:"status"`
-	Layer       string `json:"layer"`
-	Database    string `json:"database"`
-	Cache       string `json:"cache"`
-	Queue       string `json:"queue"`
-	QueueLength int64  `json:"queue_length"`
-	Workers     int64  `json:"workers"`
+	Status          string                   `json:"status"`
+	Layer           string                   `json:"layer"`
+	Database        string                   `json:"database"`
+	Cache           string                   `json:"cache"`
+	Queue           string                   `json:"queue"`
+	QueueLength     int64                    `json:"queue_length"`
+	Workers         int64                    `json:"workers"`
+	CircuitBreakers map[string]breaker.State `json:"circuit_breakers"`
 }
 
 // health is 503 when PostgreSQL or the queue's Redis is down: reads need the one, writes
-// the other. No running worker is not unhealthy for the API (writes still queue), but
-// shows as workers: 0.
+// the other. While the Redis client's guard is open (Redis failed, and is called only by a
+// probe a second) the answer says so: the queue is refused, not waited on. No running
+// worker is not unhealthy for the API (writes still queue), but shows as workers: 0.
 func (s *Service) health(r *http.Request) (any, error) {
 	if err := s.db.Ping(r.Context()); err != nil {
 		return nil, httpapi.Unhealthy("Service unhealthy: database unavailable", err)
 	}
 	st, err := s.queue.Stats(r.Context())
-	if err != nil {
+	switch {
+	case errors.Is(err, breaker.ErrOpen):
+		return nil, httpapi.Unhealthy("Service unhealthy: queue unavailable (its Redis failed: circuit breaker open)", err)
+	case err != nil:
 		return nil, httpapi.Unhealthy("Service unhealthy: queue unavailable", err)
 	}
 	return HealthResponse{Status: "healthy", Layer: Layer, Database: "healthy", Cache: "healthy",
-		Queue: "healthy", QueueLength: st.Length, Workers: st.Workers}, nil
+		Queue: "healthy", QueueLength: st.Length, Workers: st.Workers, CircuitBreakers: s.breakers()}, nil
+}
+
+// breakers is the state of the guard of the Redis client that the queue and the cache share.
+func (s *Service) breakers() map[string]breaker.State {
+	return map[string]breaker.State{"Redis": s.rdb.State()}
 }
 
 // StatsResponse is the original's /stats document with real values, then the queue's
@@ -197,6 +209,8 @@ type StatsResponse struct {
 	OldestAge       *float64 `json:"oldest_pending_age_seconds"`
 	Workers         *int64   `json:"workers"`
 	MaxBacklog      int64    `json:"max_backlog"`
+	// The Redis client's guard: "open" while Redis failed and the queue is refused at once.
+	CircuitBreakers map[string]breaker.State `json:"circuit_breakers"`
 }
 
 func (s *Service) stats(r *http.Request) (any, error) {
@@ -204,6 +218,7 @@ func (s *Service) stats(r *http.Request) (any, error) {
 	out := StatsResponse{
 		CacheAvailable: c.Available, CacheHits: c.Hits, CacheMisses: c.Misses, CacheKeys: c.Keys,
 		CacheHitRate: c.HitRate, DBPoolSize: s.pool.Stat().TotalConns(), MaxBacklog: s.queue.MaxBacklog(),
+		CircuitBreakers: s.breakers(),
 	}
 	if q, err := s.queue.Stats(r.Context()); err == nil {
 		out.QueueLength, out.WritesQueued, out.WritesProcessed = &q.Length, &q.Queued, &q.Processed

@@ -25,7 +25,7 @@ type WorkerConfig struct {
 // WorkerProcess applies queued writes to PostgreSQL.
 type WorkerProcess struct {
 	cfg    WorkerConfig
-	rdb    *redis.Client
+	rdb    *redisclient.Client
 	pool   *pgstore.Pool
 	logger *slog.Logger
 }
@@ -39,9 +39,14 @@ func NewWorkerProcess(ctx context.Context, cfg WorkerConfig, logger *slog.Logger
 		return nil, err
 	}
 	// Longer timeouts than the API's: a worker's scripts carry whole batches, and nobody
-	// waits on them; a failed call is retried by the worker, never by the client.
+	// waits on them; a failed call is retried by the worker, never by the client. Guarded
+	// like every client: while Redis fails, the workers' retries are refused at once
+	// instead of each waiting its timeout, and a stop is not held up by them.
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 2*time.Second, 5*time.Second, 5*time.Second
-	rdb := redis.NewClient(opt)
+	rdb, err := redisclient.Guarded(redis.NewClient(opt))
+	if err != nil {
+		return nil, err
+	}
 	pool, err := openDatabase(ctx, cfg.Backends)
 	if err != nil {
 		rdb.Close()
