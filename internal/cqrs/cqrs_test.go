@@ -385,7 +385,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 
 	t.Run("in place, nothing to change", func(t *testing.T) {
-		res, err := cqrs.Rebuild(ctx, e.outbox, e.read.pool, 7, logger)
+		res, err := cqrs.Rebuild(ctx, e.outbox, e.read.pool, 7, time.Minute, logger)
 		require.NoError(t, err)
 		assert.Equal(t, cqrs.RebuildResult{Events: 60, Parked: 1, Position: before.Position}, res)
 		assert.Equal(t, want, cqrstest.ReadModel(t, e.read.url))
@@ -398,7 +398,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 		testenv.Exec(t, e.read.url, `UPDATE records SET value = 'wrong', write_count = 99 WHERE key = 'k0'`)
 		testenv.Exec(t, e.read.url, `DELETE FROM records WHERE key = 'k5'`)
 		testenv.Exec(t, e.read.url, `INSERT INTO records (key, value, created_at, updated_at) VALUES ('stray', 'x', now(), now())`)
-		res, err := cqrs.Rebuild(ctx, e.outbox, e.read.pool, 100, logger)
+		res, err := cqrs.Rebuild(ctx, e.outbox, e.read.pool, 100, time.Minute, logger)
 		require.NoError(t, err)
 		assert.Equal(t, int64(2), res.Changed)
 		assert.Equal(t, int64(1), res.Removed)
@@ -414,7 +414,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	t.Run("from scratch into an empty read database", func(t *testing.T) {
 		fresh := openSide(t, testenv.PostgresURL(t), cqrs.ReadSchema)
 		testenv.Exec(t, fresh.url, `ALTER TABLE records ADD CONSTRAINT no_poison CHECK (value <> 'poison')`)
-		res, err := cqrs.Rebuild(ctx, e.outbox, fresh.pool, 1000, logger)
+		res, err := cqrs.Rebuild(ctx, e.outbox, fresh.pool, 1000, time.Minute, logger)
 		require.NoError(t, err)
 		assert.Equal(t, int64(7), res.Changed)
 		got := cqrstest.ReadModel(t, fresh.url)

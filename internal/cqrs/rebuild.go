@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,16 +37,39 @@ type RebuildResult struct {
 // read_count, which is query-side state no event carries, is kept. Events the read model
 // refuses are parked again; the position, projected and parked counts are set to what
 // the replay reached.
-func Rebuild(ctx context.Context, outbox *Outbox, read Acquirer, batchSize int, logger *slog.Logger) (RebuildResult, error) {
+//
+// The transaction is as long as the outbox needs, but no step of it waits longer than
+// stepTimeout: getting the connection, beginning and locking, each batch's replay (its
+// fetch from the outbox is bounded by the write database's query timeout), the merge, the
+// commit. A database that hangs fails the rebuild, rolled back, within stepTimeout.
+func Rebuild(ctx context.Context, outbox *Outbox, read Acquirer, batchSize int, stepTimeout time.Duration, logger *slog.Logger) (RebuildResult, error) {
 	batchSize = max(batchSize, 1)
-	conn, err := read.Acquire(ctx)
-	if err != nil {
-		return RebuildResult{}, pgstore.Classify(fmt.Errorf("rebuild: acquire connection: %w", err))
+	step := func(f func(ctx context.Context) error) error {
+		ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+		defer cancel()
+		return f(ctx)
 	}
-	defer conn.Release()
-
 	var res RebuildResult
-	err = pgx.BeginFunc(ctx, conn.Conn(), func(tx pgx.Tx) error {
+	err := rebuild(ctx, outbox, read, batchSize, step, logger, &res)
+	if err != nil {
+		return RebuildResult{}, pgstore.Classify(fmt.Errorf("rebuild: %w", err))
+	}
+	logger.Info("rebuild done", "events", res.Events, "parked", res.Parked, "changed", res.Changed,
+		"removed", res.Removed, "position", res.Position.String())
+	return res, nil
+}
+
+func rebuild(ctx context.Context, outbox *Outbox, read Acquirer, batchSize int, step func(func(context.Context) error) error,
+	logger *slog.Logger, res *RebuildResult) error {
+	var conn *pgxpool.Conn
+	var tx pgx.Tx
+	err := step(func(ctx context.Context) (err error) {
+		if conn, err = read.Acquire(ctx); err != nil {
+			return fmt.Errorf("acquire connection: %w", err)
+		}
+		if tx, err = conn.Begin(ctx); err != nil {
+			return err
+		}
 		var at Position
 		if err := tx.QueryRow(ctx, lockPositionSQL, Projection).Scan(&at.XID, &at.EventID); err != nil {
 			return fmt.Errorf("lock position: %w", err)
@@ -59,31 +83,42 @@ func Rebuild(ctx context.Context, outbox *Outbox, read Acquirer, batchSize int, 
 				return err
 			}
 		}
-		apply := applySQL("rebuild_records")
-		for {
-			events, err := outbox.Fetch(ctx, res.Position, batchSize)
-			if err != nil {
-				return err
-			}
-			if len(events) == 0 {
-				break
-			}
-			if err := replay(ctx, tx, apply, events, &res); err != nil {
-				return err
-			}
-			res.Position = Of(events[len(events)-1])
-			if len(events) < batchSize {
-				break
-			}
-		}
-		return merge(ctx, tx, &res)
+		return nil
 	})
-	if err != nil {
-		return RebuildResult{}, pgstore.Classify(fmt.Errorf("rebuild: %w", err))
+	if conn != nil {
+		defer conn.Release()
 	}
-	logger.Info("rebuild done", "events", res.Events, "parked", res.Parked, "changed", res.Changed,
-		"removed", res.Removed, "position", res.Position.String())
-	return res, nil
+	if tx != nil {
+		defer func() {
+			// After a commit this does nothing; after a failure it must not wait on a
+			// database that hangs either.
+			_ = step(func(ctx context.Context) error { return tx.Rollback(ctx) })
+		}()
+	}
+	if err != nil {
+		return err
+	}
+	apply := applySQL("rebuild_records")
+	for {
+		events, err := outbox.Fetch(ctx, res.Position, batchSize)
+		if err != nil {
+			return err
+		}
+		if len(events) == 0 {
+			break
+		}
+		if err := step(func(ctx context.Context) error { return replay(ctx, tx, apply, events, res) }); err != nil {
+			return err
+		}
+		res.Position = Of(events[len(events)-1])
+		if len(events) < batchSize {
+			break
+		}
+	}
+	if err := step(func(ctx context.Context) error { return merge(ctx, tx, res) }); err != nil {
+		return err
+	}
+	return step(func(ctx context.Context) error { return tx.Commit(ctx) })
 }
 
 // replay applies events to the rebuild's table under a savepoint; if the read model

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/dblayers/dblayers/internal/apidoc"
@@ -54,11 +55,12 @@ const (
 
 // Service is a running L7 API.
 type Service struct {
-	write, read *pgstore.Pool
-	outbox      *cqrs.Outbox
-	model       *cqrs.ReadModel
-	stallAfter  time.Duration
-	handler     http.Handler
+	write, read  *pgstore.Pool
+	outbox       *cqrs.Outbox
+	model        *cqrs.ReadModel
+	stallAfter   time.Duration
+	queryTimeout time.Duration // bounds /health and /stats as a whole
+	handler      http.Handler
 }
 
 // openDatabases opens both pools and creates both schemas, waiting up to StartupTimeout
@@ -80,7 +82,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Service, error)
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{write: write, read: read, outbox: cqrs.NewOutbox(write), model: cqrs.NewReadModel(read), stallAfter: cfg.StallAfter}
+	s := &Service{write: write, read: read, outbox: cqrs.NewOutbox(write), model: cqrs.NewReadModel(read),
+		stallAfter: cfg.StallAfter, queryTimeout: cfg.Pool.QueryTimeout}
 	r := apidoc.NewRouter(httpapi.Options{Layer: Layer, Logger: logger, Limits: cfg.Server.Limits()}, apiInfo)
 	r.Post("/write", httpapi.Handle(s.command(cqrs.RecordCreated, MsgCreated)), opCreate)
 	r.Put("/write", httpapi.Handle(s.command(cqrs.RecordUpdated, MsgUpdated)), opUpdate)
@@ -214,7 +217,12 @@ func (s *Service) collect(ctx context.Context) (Stats, error) {
 	return st, nil
 }
 
-func (s *Service) stats(r *http.Request) (any, error) { return s.collect(r.Context()) }
+// stats answers within one query timeout, however many queries it takes.
+func (s *Service) stats(r *http.Request) (any, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.queryTimeout)
+	defer cancel()
+	return s.collect(ctx)
+}
 
 // Health is the /health answer. A database that does not answer is a 503; a projector
 // that lags or is gone makes the status "degraded" (HTTP 200: the API itself still takes
@@ -230,14 +238,23 @@ type Health struct {
 	EventsParked         int64   `json:"events_parked"`
 }
 
+// health answers within one query timeout: both databases are pinged at once, then the
+// projection's state is read.
 func (s *Service) health(r *http.Request) (any, error) {
-	if err := s.outbox.Ping(r.Context()); err != nil {
-		return nil, httpapi.Unhealthy("Service unhealthy: write database unavailable", err)
+	ctx, cancel := context.WithTimeout(r.Context(), s.queryTimeout)
+	defer cancel()
+	var writeErr, readErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { writeErr = s.outbox.Ping(ctx) })
+	wg.Go(func() { readErr = s.model.Ping(ctx) })
+	wg.Wait()
+	if writeErr != nil {
+		return nil, httpapi.Unhealthy("Service unhealthy: write database unavailable", writeErr)
 	}
-	if err := s.model.Ping(r.Context()); err != nil {
-		return nil, httpapi.Unhealthy("Service unhealthy: read database unavailable", err)
+	if readErr != nil {
+		return nil, httpapi.Unhealthy("Service unhealthy: read database unavailable", readErr)
 	}
-	st, err := s.collect(r.Context())
+	st, err := s.collect(ctx)
 	if err != nil {
 		return nil, httpapi.Unhealthy("Service unhealthy: projection state unavailable", err)
 	}

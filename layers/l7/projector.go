@@ -17,6 +17,9 @@ type ProjectorConfig struct {
 	// StallAfter: -healthcheck fails when no projector has shown itself alive for this long.
 	StallAfter time.Duration `env:"PROJECTOR_STALL_AFTER" default:"30s"`
 	LogLevel   string        `env:"LOG_LEVEL" default:"info"` // debug, info, warn or error
+	// RebuildStepTimeout bounds each step of -rebuild (a batch's replay, the merge, the
+	// commit): a database that hangs fails the rebuild within it, rolled back.
+	RebuildStepTimeout time.Duration `env:"PROJECTOR_REBUILD_STEP_TIMEOUT" default:"5m"`
 }
 
 // RunProjector opens both databases and projects events until ctx ends. Any number of
@@ -43,7 +46,7 @@ func Rebuild(ctx context.Context, cfg ProjectorConfig, logger *slog.Logger) (cqr
 	}
 	defer write.Close()
 	defer read.Close()
-	return cqrs.Rebuild(ctx, cqrs.NewOutbox(write), read, rebuildBatch, logger)
+	return cqrs.Rebuild(ctx, cqrs.NewOutbox(write), read, rebuildBatch, cfg.RebuildStepTimeout, logger)
 }
 
 // CheckProjector is the projector container's health check: it fails unless some
