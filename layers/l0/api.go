@@ -2,6 +2,7 @@ package l0
 
 import (
 	"github.com/dblayers/dblayers/internal/apidoc"
+	"github.com/dblayers/dblayers/internal/pgstore"
 )
 
 // Messages the handlers answer with, which the examples show.
@@ -22,6 +23,8 @@ var (
 	opRead   = apidoc.ReadOp("Reads the record from the database.", apidoc.Found())
 	opHealth = apidoc.HealthOp("Opens a connection and pings the database.",
 		map[string]string{"status": "healthy", "layer": Layer}, msgUnhealthy)
-	opStats = apidoc.StatsOp("How many connections this process has opened: one per request.",
-		map[string]any{"pooled": false, "connections_opened": 42})
+	opStats = apidoc.StatsOp("How many connections this process has opened (one per request), "+
+		"how many are open now (at most max_open, DB_MAX_OPEN_CONNECTIONS) and how many requests "+
+		"wait for a slot.",
+		pgstore.DirectStats{Opened: 42, Open: 3, MaxOpen: 50})
 )

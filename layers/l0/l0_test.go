@@ -1,7 +1,11 @@
 package l0_test
 
 import (
+	"fmt"
+	"net/http"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,6 +39,38 @@ func TestEveryRequestOpensAConnection(t *testing.T) {
 	c.Read("k")
 	assert.Equal(t, before+2, opened())
 	assert.Equal(t, false, c.Get("/cache-stats").Body["pooled"])
+}
+
+// More concurrent requests than the server takes connections: each still gets a connection
+// of its own, but at most DB_MAX_OPEN_CONNECTIONS are open at once and the others wait for a
+// slot, instead of being refused by PostgreSQL ("too many clients", a 503).
+func TestOpenConnectionsAreBounded(t *testing.T) {
+	pg := testenv.StartPostgres(t, testenv.PGOptions{Settings: []string{"max_connections = 20"}})
+	srv := layertest.Serve(t, l0.New, func(c *l0.Config) {
+		c.DatabaseURL = pg.CreateDatabase(t)
+		c.DB.MaxOpen = 10
+		// The wait for a slot counts against the query timeout; this test is about the bound.
+		c.DB.QueryTimeout = 30 * time.Second
+	})
+	c := layertest.NewClient(t, layertest.Target{URL: srv.URL})
+	stats := func() map[string]any { return c.Get("/cache-stats").Body }
+	before := stats()["connections_opened"].(float64)
+
+	const clients = 100
+	status := make([]int, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() { status[i] = c.Write(fmt.Sprintf("k%d", i), "v").Status })
+	}
+	wg.Wait()
+	for i, s := range status {
+		assert.Equal(t, http.StatusOK, s, "write %d", i)
+	}
+	after := stats()
+	assert.Equal(t, before+clients, after["connections_opened"], "one connection per request")
+	assert.Equal(t, float64(10), after["max_open"])
+	assert.Equal(t, float64(0), after["connections_open"])
+	assert.Equal(t, float64(0), after["requests_waiting"])
 }
 
 func TestDatabaseOutage(t *testing.T) {
