@@ -54,6 +54,21 @@ func (g Gray) Proxied(p *testenv.FaultProxy, fault string, latency time.Duration
 	return g
 }
 
+// EachGrayFault runs run in a subtest per fault of GrayFaults, each with a fresh backend
+// from serverURL (e.g. testenv.PostgresURL) behind a Proxy: run gives the layer proxiedURL
+// and drills it with g, the fault on that proxy within bound (latency 200 ms each way; a
+// cut after 2 kB).
+func EachGrayFault(t *testing.T, serverURL func(testing.TB) string, bound time.Duration,
+	run func(t *testing.T, fault, proxiedURL string, g Gray)) {
+	for _, fault := range GrayFaults {
+		t.Run(fault, func(t *testing.T) {
+			url := serverURL(t)
+			proxy := testenv.Proxy(t, testenv.HostPort(t, url))
+			run(t, fault, proxy.URL(url), Gray{Bound: bound}.Proxied(proxy, fault, 200*time.Millisecond, 2048))
+		})
+	}
+}
+
 // readBackLimit bounds reading back a drill's acknowledged writes (a few thousand keys).
 const readBackLimit = time.Minute
 

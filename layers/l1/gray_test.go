@@ -19,21 +19,16 @@ import (
 // serves, nothing acknowledged is lost, and the layer serves again once the fault is gone.
 func TestGrayDatabase(t *testing.T) {
 	const queryTimeout = time.Second
-	for _, fault := range layertest.GrayFaults {
-		t.Run(fault, func(t *testing.T) {
-			url := testenv.PostgresURL(t)
-			proxy := testenv.Proxy(t, testenv.HostPort(t, url))
-			srv := layertest.Serve(t, l1.New, func(c *l1.Config) {
-				c.DatabaseURL, c.Pool.QueryTimeout, c.Pool.ConnectTimeout = proxy.URL(url), queryTimeout, queryTimeout
-			})
-			tg := layertest.Target{URL: srv.URL, Layer: l1.Layer}
-			g := layertest.Gray{Bound: queryTimeout + layertest.Margin}.Proxied(proxy, fault, 200*time.Millisecond, 2048)
-			during := layertest.Drill(t, tg, g).Phase(drill.PhaseFault)
-			layertest.AssertOnly503s(t, during)
-			if fault == "latency" {
-				assert.Zero(t, during.Failed, "a slow database still answers within the timeout")
-			}
-			assert.Equal(t, http.StatusOK, layertest.NewClient(t, tg).Get("/health").Status)
+	layertest.EachGrayFault(t, testenv.PostgresURL, queryTimeout+layertest.Margin, func(t *testing.T, fault, url string, g layertest.Gray) {
+		srv := layertest.Serve(t, l1.New, func(c *l1.Config) {
+			c.DatabaseURL, c.Pool.QueryTimeout, c.Pool.ConnectTimeout = url, queryTimeout, queryTimeout
 		})
-	}
+		tg := layertest.Target{URL: srv.URL, Layer: l1.Layer}
+		during := layertest.Drill(t, tg, g).Phase(drill.PhaseFault)
+		layertest.AssertOnly503s(t, during)
+		if fault == "latency" {
+			assert.Zero(t, during.Failed, "a slow database still answers within the timeout")
+		}
+		assert.Equal(t, http.StatusOK, layertest.NewClient(t, tg).Get("/health").Status)
+	})
 }

@@ -19,21 +19,14 @@ import (
 // value is read afterwards (the drill's read-back).
 func TestGrayCache(t *testing.T) {
 	const queryTimeout = time.Second
-	for _, fault := range layertest.GrayFaults {
-		t.Run(fault, func(t *testing.T) {
-			redisURL := testenv.RedisURL(t)
-			proxy := testenv.Proxy(t, testenv.HostPort(t, redisURL))
-			srv := layertest.Serve(t, l2.New, func(c *l2.Config) {
-				c.DatabaseURL, c.RedisURL, c.Pool.QueryTimeout = testenv.PostgresURL(t), proxy.URL(redisURL), queryTimeout
-			})
-			tg := layertest.Target{URL: srv.URL, Layer: l2.Layer}
-			g := layertest.Gray{Bound: queryTimeout + layertest.Margin}.Proxied(proxy, fault, 200*time.Millisecond, 2048)
-			res := layertest.Drill(t, tg, g)
-			during := res.Phase(drill.PhaseFault)
-			assert.Zero(t, during.Failed, "without its cache the layer still serves every request")
-			assert.Positive(t, during.Reads.OK, "reads served during the fault")
+	layertest.EachGrayFault(t, testenv.RedisURL, queryTimeout+layertest.Margin, func(t *testing.T, _, url string, g layertest.Gray) {
+		srv := layertest.Serve(t, l2.New, func(c *l2.Config) {
+			c.DatabaseURL, c.RedisURL, c.Pool.QueryTimeout = testenv.PostgresURL(t), url, queryTimeout
 		})
-	}
+		during := layertest.Drill(t, layertest.Target{URL: srv.URL, Layer: l2.Layer}, g).Phase(drill.PhaseFault)
+		assert.Zero(t, during.Failed, "without its cache the layer still serves every request")
+		assert.Positive(t, during.Reads.OK, "reads served during the fault")
+	})
 }
 
 // While Redis hangs, /health says the cache is skipped and /cache-stats that it is, at
