@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dblayers/dblayers/internal/breaker"
 	"github.com/dblayers/dblayers/internal/cache"
 	"github.com/dblayers/dblayers/internal/pgstore"
 	"github.com/dblayers/dblayers/internal/record"
@@ -120,6 +121,11 @@ type RegionSpec struct {
 	Key         string // routing key, e.g. "us-east"
 	DatabaseURL string
 	CacheURL    string
+	// ReplicationURL is how replication reaches the region's database: the shippers read
+	// and acknowledge its outbox, and apply other regions' writes to it, over connections
+	// of their own. "" is DatabaseURL. Between real regions it is another network path
+	// than the region's own requests take; tests cut it to partition the regions.
+	ReplicationURL string
 	// Now is the region's physical clock; nil is time.Now. Tests skew it to show that the
 	// regions converge, and that causality is kept, whatever the clocks say.
 	Now func() time.Time
@@ -129,30 +135,76 @@ type RegionSpec struct {
 type RegionOptions struct {
 	Pool     pgstore.PoolConfig
 	CacheTTL time.Duration // lifetime of a cached record
+	// Skip says when a region's database is skipped: after Threshold calls in a row failed
+	// (timed out, refused, broken), its calls are refused at once for Timeout, and then
+	// one call (a health check, normally) probes it. Zero fields: 3 calls, 1 s.
+	Skip breaker.Settings
+	// ReplicationConns bounds each region's replication pool; 0: 4, a shipper in and one
+	// out for each of two other regions.
+	ReplicationConns int32
+}
+
+func (o RegionOptions) withDefaults() RegionOptions {
+	if o.Skip.Threshold == 0 {
+		o.Skip.Threshold = 3
+	}
+	if o.Skip.Timeout <= 0 {
+		o.Skip.Timeout = time.Second
+	}
+	if o.ReplicationConns <= 0 {
+		o.ReplicationConns = 4
+	}
+	return o
 }
 
 // Region is one region's PostgreSQL (records and outbox) and Redis (the read cache), with
 // the region's clock. Its operations are what one region does locally; calls between
 // regions are the Router's business.
+//
+// The database has two pools: one for the region's requests, health checks and stats,
+// behind a guard that skips the database once it fails or hangs; and a small one for
+// replication, so that shipping never takes a request's connection and a cut between
+// regions does not take the region out of service. The shippers back off on their own.
 type Region struct {
 	key, name string
-	pool      *pgstore.Pool
-	db        *pgstore.Store
+	pool      *pgstore.Pool  // requests, health checks, stats
+	repl      *pgstore.Pool  // replication: the outbox read and acknowledged, replicated writes applied
+	guard     *breaker.Guard // around every call on pool
 	rdb       *redisclient.Client
 	cache     *cache.Leased[Entry]
 	clock     *Clock
 	logger    *slog.Logger
 
 	ready atomic.Bool // schema created
-	dbUp  atomic.Bool // last database check or call succeeded
 }
 
-// errNotReady is a region whose schema could not be created yet (its database has been
-// down since start-up).
-var errNotReady = errors.New("region schema not created yet")
+var (
+	// errNotReady is a region whose schema could not be created yet (its database has
+	// been down since start-up).
+	errNotReady = errors.New("region schema not created yet")
+	// errSkipped is a region whose database is being skipped.
+	errSkipped = errors.New("region skipped: its database failed calls in a row; probed once per health interval")
+)
 
-// OpenRegion creates the region's pool and Redis client (both connect lazily).
+// OpenRegion creates the region's pools and Redis client (all connect lazily).
 func OpenRegion(ctx context.Context, spec RegionSpec, opts RegionOptions, logger *slog.Logger) (*Region, error) {
+	opts = opts.withDefaults()
+	logger = logger.With("region", spec.Key)
+	name := Name(spec.Key)
+	skip := opts.Skip
+	skip.OnStateChange = func(_ string, from, to breaker.State) {
+		if from == breaker.Closed && to == breaker.Open {
+			logger.Warn("region skipped: its database failed calls in a row", "calls", skip.Threshold, "probe_every", skip.Timeout)
+		}
+	}
+	guard, err := breaker.NewGuard(name+" database", skip, nil)
+	if err != nil {
+		return nil, err
+	}
+	replURL := spec.ReplicationURL
+	if replURL == "" {
+		replURL = spec.DatabaseURL
+	}
 	rdb, err := redisclient.New(spec.CacheURL)
 	if err != nil {
 		return nil, fmt.Errorf("region %s: %w", spec.Key, err)
@@ -162,9 +214,14 @@ func OpenRegion(ctx context.Context, spec RegionSpec, opts RegionOptions, logger
 		rdb.Close()
 		return nil, fmt.Errorf("region %s: %w", spec.Key, err)
 	}
-	logger = logger.With("region", spec.Key)
+	repl, err := pgstore.NewPool(ctx, replURL, pgstore.PoolConfig{Timeouts: opts.Pool.Timeouts, MaxConns: opts.ReplicationConns})
+	if err != nil {
+		pool.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("region %s replication: %w", spec.Key, err)
+	}
 	r := &Region{
-		key: spec.Key, name: Name(spec.Key), pool: pool, db: pgstore.NewStore(pool), rdb: rdb,
+		key: spec.Key, name: name, pool: pool, repl: repl, guard: guard, rdb: rdb,
 		cache: cache.NewLeased[Entry](rdb, opts.CacheTTL, logger), clock: NewClock(spec.Now), logger: logger,
 	}
 	return r, nil
@@ -179,13 +236,30 @@ func (r *Region) Name() string { return r.name }
 // Clock is the region's hybrid logical clock.
 func (r *Region) Clock() *Clock { return r.clock }
 
-// Healthy reports whether the region's database is believed to serve: its schema exists
-// and the last check or call reached it.
-func (r *Region) Healthy() bool { return r.ready.Load() && r.dbUp.Load() }
+// Healthy reports whether the region's database is in service: its schema exists and it
+// is not being skipped.
+func (r *Region) Healthy() bool { return r.serving() == nil }
 
-// Close closes the Redis client and the pool.
+// Skipped reports whether the region's database is being skipped: calls to it are refused
+// at once (but for a probe) after Skip.Threshold of them failed in a row.
+func (r *Region) Skipped() bool { return r.guard.State() != breaker.Closed }
+
+// serving is nil when the region's database is in service, else why not, as the region's
+// 503.
+func (r *Region) serving() error {
+	if err := r.usable(); err != nil {
+		return err
+	}
+	if r.Skipped() {
+		return record.Unavailable(r.name+" database", errSkipped)
+	}
+	return nil
+}
+
+// Close closes the Redis client and the pools.
 func (r *Region) Close() {
 	r.rdb.Close()
+	r.repl.Close()
 	r.pool.Close()
 }
 
@@ -196,26 +270,54 @@ func (r *Region) EnsureSchema(ctx context.Context) error {
 		return r.classify(fmt.Errorf("create schema: %w", err))
 	}
 	r.ready.Store(true)
-	r.dbUp.Store(true)
 	return nil
 }
 
 // classify turns a database error into the region's own 503 ("EU-WEST database
-// unavailable"), marking the region down; other errors stay as they are. A call whose
-// caller went away (context canceled) says nothing about the region: it is returned as is
-// (a 499 if anyone is still listening), and the region keeps serving.
+// unavailable"), which counts against the region's guard; other errors stay as they are.
+// A call whose caller went away (context canceled) says nothing about the region: it is
+// returned as is (a 499 if anyone is still listening), and counts for nothing.
 func (r *Region) classify(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
 	err = pgstore.Classify(err)
 	if record.IsUnavailable(err) {
-		r.dbUp.Store(false)
 		return record.Unavailable(r.name+" database", err)
 	}
 	return err
 }
 
+// query runs fn on a connection of the region's pool, through its guard: refused at once
+// while the database is skipped, otherwise bounded by the pool's query timeout (acquire
+// and statement). Errors are classified, what says what failed; pgx.ErrNoRows is returned
+// as is.
+func (r *Region) query(ctx context.Context, what string, fn func(context.Context, *pgx.Conn) error) error {
+	done, err := r.guard.Allow()
+	if err != nil {
+		return err
+	}
+	err = r.run(ctx, r.pool, what, fn)
+	done(err)
+	return err
+}
+
+// replicate runs fn on a connection of the replication pool, bounded by the query
+// timeout. No guard: a shipper backs off on its own, and a cut replication path says
+// nothing about the region's own requests.
+func (r *Region) replicate(ctx context.Context, what string, fn func(context.Context, *pgx.Conn) error) error {
+	return r.run(ctx, r.repl, what, fn)
+}
+
+func (r *Region) run(ctx context.Context, pool *pgstore.Pool, what string, fn func(context.Context, *pgx.Conn) error) error {
+	err := pool.WithConn(ctx, fn)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return r.classify(fmt.Errorf("%s: %w", what, err))
+	}
+	return err
+}
+
+// usable is nil once the region's schema exists.
 func (r *Region) usable() error {
 	if !r.ready.Load() {
 		return record.Unavailable(r.name+" database", errNotReady)
@@ -235,13 +337,12 @@ func (r *Region) Write(ctx context.Context, key, value string, destinations []st
 	}
 	e := Entry{Key: key, Value: value, Version: Version{HLC: r.clock.Now(), Origin: r.key}}
 	var hlc int64
-	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+	err := r.query(ctx, fmt.Sprintf("write %q", key), func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, writeSQL, key, value, r.key, int64(e.HLC), destinations).Scan(&hlc, &e.CreatedAt, &e.UpdatedAt)
 	})
 	if err != nil {
-		return Entry{}, r.classify(fmt.Errorf("write %q: %w", key, err))
+		return Entry{}, err
 	}
-	r.dbUp.Store(true)
 	e.HLC = HLC(hlc)
 	r.clock.Observe(e.HLC) // it may have been raised past the clock: the clock follows
 	r.cache.Invalidate(ctx, cache.CacheKey(key))
@@ -260,17 +361,15 @@ func (r *Region) Lookup(ctx context.Context, key string) (e Entry, fromCache boo
 func (r *Region) get(ctx context.Context, key string) (Entry, error) {
 	e := Entry{Key: key}
 	var hlc int64
-	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+	err := r.query(ctx, fmt.Sprintf("select %q", key), func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, selectSQL, key).Scan(&e.Value, &hlc, &e.Origin, &e.CreatedAt, &e.UpdatedAt)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		r.dbUp.Store(true)
 		return Entry{}, record.ErrNotFound
 	}
 	if err != nil {
-		return Entry{}, r.classify(fmt.Errorf("select %q: %w", key, err))
+		return Entry{}, err
 	}
-	r.dbUp.Store(true)
 	e.HLC = HLC(hlc)
 	return e, nil
 }
@@ -305,7 +404,7 @@ func (r *Region) Apply(ctx context.Context, entries []Entry) (int, error) {
 		latest = max(latest, e.HLC)
 	}
 	var changed []string
-	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+	err := r.replicate(ctx, fmt.Sprintf("apply %d replicated writes", n), func(ctx context.Context, c *pgx.Conn) error {
 		rows, err := c.Query(ctx, applySQL, r.key, keys, values, hlcs, origins, created, written)
 		if err != nil {
 			return err
@@ -314,9 +413,8 @@ func (r *Region) Apply(ctx context.Context, entries []Entry) (int, error) {
 		return err
 	})
 	if err != nil {
-		return 0, r.classify(fmt.Errorf("apply %d replicated writes: %w", n, err))
+		return 0, err
 	}
-	r.dbUp.Store(true)
 	r.clock.Observe(latest)
 	for i, key := range changed {
 		changed[i] = cache.CacheKey(key)
@@ -332,7 +430,7 @@ func (r *Region) Pending(ctx context.Context, destination string, limit int, max
 		return nil, err
 	}
 	var out []Pending
-	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+	err := r.replicate(ctx, "read outbox for "+destination, func(ctx context.Context, c *pgx.Conn) error {
 		rows, err := c.Query(ctx, pendingSQL, destination, limit, maxBytes)
 		if err != nil {
 			return err
@@ -347,21 +445,17 @@ func (r *Region) Pending(ctx context.Context, destination string, limit int, max
 		return err
 	})
 	if err != nil {
-		return nil, r.classify(fmt.Errorf("read outbox for %s: %w", destination, err))
+		return nil, err
 	}
 	return out, nil
 }
 
 // Ack deletes delivered outbox entries.
 func (r *Region) Ack(ctx context.Context, ids []int64) error {
-	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+	return r.replicate(ctx, fmt.Sprintf("acknowledge %d outbox entries", len(ids)), func(ctx context.Context, c *pgx.Conn) error {
 		_, err := c.Exec(ctx, ackSQL, ids)
 		return err
 	})
-	if err != nil {
-		return r.classify(fmt.Errorf("acknowledge %d outbox entries: %w", len(ids), err))
-	}
-	return nil
 }
 
 // Backlogs returns, per destination, what the outbox still holds.
@@ -370,7 +464,7 @@ func (r *Region) Backlogs(ctx context.Context) (map[string]Backlog, error) {
 		return nil, err
 	}
 	out := map[string]Backlog{}
-	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+	err := r.query(ctx, "outbox backlog", func(ctx context.Context, c *pgx.Conn) error {
 		rows, err := c.Query(ctx, backlogSQL)
 		if err != nil {
 			return err
@@ -384,7 +478,7 @@ func (r *Region) Backlogs(ctx context.Context) (map[string]Backlog, error) {
 		return err
 	})
 	if err != nil {
-		return nil, r.classify(fmt.Errorf("outbox backlog: %w", err))
+		return nil, err
 	}
 	return out, nil
 }
@@ -401,13 +495,10 @@ func (r *Region) Count(ctx context.Context) (Counts, error) {
 		return Counts{}, err
 	}
 	var n Counts
-	err := r.pool.WithConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
+	err := r.query(ctx, "count records", func(ctx context.Context, c *pgx.Conn) error {
 		return c.QueryRow(ctx, countSQL, r.key).Scan(&n.Total, &n.Originated)
 	})
-	if err != nil {
-		return Counts{}, r.classify(fmt.Errorf("count records: %w", err))
-	}
-	return n, nil
+	return n, err
 }
 
 // PoolSize is the number of open database connections (the original's live pool_size).
@@ -416,14 +507,28 @@ func (r *Region) PoolSize() int32 { return r.pool.Stat().TotalConns() }
 // CacheKeys is DBSIZE of the region's Redis database.
 func (r *Region) CacheKeys(ctx context.Context) (int64, error) { return r.rdb.DBSize(ctx).Result() }
 
-// Check pings the database (SELECT 1) and the cache (PING), records the results, and
-// creates the schema if it is missing and the database answers.
+// Check pings the database and the cache (PING), and creates the schema if it is missing
+// and the database answers. The database's ping goes through the region's guard: it
+// counts like any call, and while the database is skipped it is the probe that finds it
+// back (or is refused at once, an error that State calls "skipped").
 func (r *Region) Check(ctx context.Context) (dbErr, cacheErr error) {
-	dbErr = r.db.Ping(ctx)
+	dbErr = r.query(ctx, "ping", func(ctx context.Context, c *pgx.Conn) error { return c.Ping(ctx) })
 	if dbErr == nil && !r.ready.Load() {
 		dbErr = r.EnsureSchema(ctx)
 	}
-	r.dbUp.Store(dbErr == nil)
 	cacheErr = redisclient.Ping(ctx, r.rdb)
 	return dbErr, cacheErr
+}
+
+// State is the word /health and /stats use for a database or cache after a check:
+// "healthy" (it answered), "skipped" (its guard refused the check: calls to it are
+// refused at once until a probe finds it back) or "unavailable" (it failed).
+func State(err error) string {
+	switch {
+	case err == nil:
+		return "healthy"
+	case errors.Is(err, breaker.ErrOpen):
+		return "skipped"
+	}
+	return "unavailable"
 }

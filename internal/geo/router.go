@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dblayers/dblayers/internal/breaker"
 	"github.com/dblayers/dblayers/internal/record"
 )
 
@@ -27,6 +28,11 @@ type Config struct {
 	RetryMax           time.Duration `env:"REPLICATION_RETRY_MAX" default:"5s"`        // … up to this
 	HealthInterval     time.Duration `env:"REGION_HEALTH_INTERVAL" default:"1s"`       // how often every region's database and cache are pinged
 	CheckTimeout       time.Duration `env:"REGION_CHECK_TIMEOUT" default:"1s"`         // bound on one region's health check
+	// SkipAfter is how many calls to a region's database must fail in a row (time out, be
+	// refused, break) before the region is skipped: its calls are refused at once, reads
+	// go to the other regions, writes homed there answer 503, and the next health check
+	// after REGION_HEALTH_INTERVAL probes it.
+	SkipAfter int `env:"REGION_SKIP_AFTER" default:"3"`
 }
 
 func (c Config) withDefaults() Config {
@@ -45,6 +51,7 @@ func (c Config) withDefaults() Config {
 	if c.CheckTimeout <= 0 {
 		c.CheckTimeout = time.Second
 	}
+	c.SkipAfter = max(c.SkipAfter, 1)
 	return c
 }
 
@@ -72,6 +79,8 @@ func Open(ctx context.Context, specs []RegionSpec, opts RegionOptions, cfg Confi
 		return nil, errors.New("no regions configured")
 	}
 	r := &Router{byKey: map[string]*Region{}, cfg: cfg.withDefaults(), logger: logger}
+	opts.Skip = breaker.Settings{Threshold: uint32(r.cfg.SkipAfter), Timeout: r.cfg.HealthInterval}
+	opts.ReplicationConns = int32(2 * (len(specs) - 1)) // a shipper out and one in per other region
 	for _, spec := range specs {
 		if _, dup := r.byKey[spec.Key]; dup || spec.Key == "" {
 			r.closeRegions()
@@ -233,8 +242,8 @@ type ReadResult struct {
 }
 
 // Read looks key up in the home region (cache, then database). If the home region does not
-// have it, or fails, the other regions are tried in order — skipping those known to be down
-// — each at the cost of a call across regions. A key found nowhere is not found, unless the
+// have it, or fails, the other regions are tried in order — leaving out those being
+// skipped — each at the cost of a call across regions. A key found nowhere is not found, unless the
 // home region could not be read: then nothing can be said and the home region's error is
 // returned (503).
 func (r *Router) Read(ctx context.Context, home *Region, key string) (ReadResult, error) {
@@ -248,10 +257,10 @@ func (r *Router) Read(ctx context.Context, home *Region, key string) (ReadResult
 	res := ReadResult{Region: home}
 	var homeErr error
 	for _, reg := range order {
-		if !reg.Healthy() {
+		if err := reg.serving(); err != nil {
 			res.Unavailable = append(res.Unavailable, reg)
 			if reg == home {
-				homeErr = record.Unavailable(home.name+" database", errors.New("region marked down by its health check"))
+				homeErr = err
 			}
 			continue
 		}
@@ -289,12 +298,22 @@ func (r *Router) Read(ctx context.Context, home *Region, key string) (ReadResult
 // RegionHealth is the result of one region's check.
 type RegionHealth struct {
 	Region   *Region
-	Database error // nil when SELECT 1 answered
+	Database error // nil when the ping answered
 	Cache    error // nil when PING answered
+	Skipped  bool  // the region's database is being skipped, after the check
 }
 
 // Healthy is the original's definition: database and cache both answer.
 func (h RegionHealth) Healthy() bool { return h.Database == nil && h.Cache == nil }
+
+// DatabaseState is State(Database), except that a region being skipped is "skipped" also
+// when its check was the probe, and failed.
+func (h RegionHealth) DatabaseState() string {
+	if h.Database != nil && h.Skipped {
+		return "skipped"
+	}
+	return State(h.Database)
+}
 
 // Check pings every region's database and cache, all at once, each bounded by CheckTimeout,
 // and records the results for routing.
@@ -307,7 +326,7 @@ func (r *Router) Check(ctx context.Context) []RegionHealth {
 			defer cancel()
 			was := reg.Healthy()
 			db, c := reg.Check(cctx)
-			out[i] = RegionHealth{Region: reg, Database: db, Cache: c}
+			out[i] = RegionHealth{Region: reg, Database: db, Cache: c, Skipped: reg.Skipped()}
 			if !was && reg.Healthy() {
 				r.logger.Info("region is back", "region", reg.key)
 				r.retryShippers(reg)
@@ -356,8 +375,12 @@ type RegionStats struct {
 	CacheKeys    int64  `json:"cache_keys"`    // DBSIZE; 0 while the cache is down
 	TotalRecords int64  `json:"total_records"` // rows; 0 while the database is down
 	Healthy      bool   `json:"healthy"`       // database and cache answer
-	Database     string `json:"database"`      // "healthy" | "unavailable"
-	Cache        string `json:"cache"`         // "healthy" | "unavailable"
+	Database     string `json:"database"`      // "healthy" | "skipped" | "unavailable" (State)
+	Cache        string `json:"cache"`         // "healthy" | "skipped" | "unavailable" (State)
+	// Skipped is true while the region's database is being skipped: after REGION_SKIP_AFTER
+	// failed calls in a row its calls are refused at once, its reads served elsewhere,
+	// until a health check finds it back.
+	Skipped bool `json:"skipped"`
 	// RecordsOriginated counts the rows whose current version was written here.
 	RecordsOriginated int64 `json:"records_originated"`
 	// ReplicationBacklog is how many writes made elsewhere this region has not applied yet,
@@ -419,7 +442,7 @@ func (r *Router) Stats(ctx context.Context) Stats {
 		h := health[i]
 		rs := RegionStats{
 			Region: reg.name, DBPoolSize: reg.PoolSize(), CacheKeys: got[i].keys, Healthy: h.Healthy(),
-			Database: state(h.Database), Cache: state(h.Cache), Outbound: map[string]OutboundStats{},
+			Database: h.DatabaseState(), Cache: State(h.Cache), Skipped: h.Skipped, Outbound: map[string]OutboundStats{},
 		}
 		if h.Healthy() {
 			st.HealthyRegions++
@@ -473,11 +496,4 @@ func (r *Router) Backlog(ctx context.Context) (n int64, ok bool) {
 		}
 	}
 	return n, ok
-}
-
-func state(err error) string {
-	if err != nil {
-		return "unavailable"
-	}
-	return "healthy"
 }

@@ -97,8 +97,15 @@ func (s *shipper) wait(ctx context.Context, d time.Duration, idle bool) bool {
 	return true
 }
 
-// step ships one batch and returns its size.
+// step ships one batch and returns its size. A region being skipped is not called: the
+// entries wait in the outbox until the health check finds it back and cuts the backoff
+// short.
 func (s *shipper) step(ctx context.Context) (int, error) {
+	for _, reg := range []*Region{s.from, s.to} {
+		if err := reg.serving(); err != nil {
+			return 0, err
+		}
+	}
 	s.mu.Lock()
 	limit := s.batchSize
 	s.mu.Unlock()

@@ -38,6 +38,11 @@ type Config struct {
 	CacheTTL     time.Duration `env:"CACHE_TTL" default:"300s"` // lifetime of a cached record
 	Pool         pgstore.PoolConfig
 	Geo          geo.Config
+	// How replication reaches each region's database, over connections of its own; "" is
+	// the region's DB_…_URL (see geo.RegionSpec.ReplicationURL).
+	USEastReplication  string `env:"DB_US_EAST_REPLICATION_URL"`
+	EUWestReplication  string `env:"DB_EU_WEST_REPLICATION_URL"`
+	AsiaPacReplication string `env:"DB_ASIA_PAC_REPLICATION_URL"`
 }
 
 // RegionHeader is the request header that names the caller's region.
@@ -47,9 +52,9 @@ const RegionHeader = "X-Region"
 // region of requests that name none.
 func (c Config) Regions() []geo.RegionSpec {
 	return []geo.RegionSpec{
-		{Key: geo.USEast, DatabaseURL: c.USEastDB, CacheURL: c.USEastCache},
-		{Key: geo.EUWest, DatabaseURL: c.EUWestDB, CacheURL: c.EUWestCache},
-		{Key: geo.AsiaPac, DatabaseURL: c.AsiaPacDB, CacheURL: c.AsiaPacCache},
+		{Key: geo.USEast, DatabaseURL: c.USEastDB, CacheURL: c.USEastCache, ReplicationURL: c.USEastReplication},
+		{Key: geo.EUWest, DatabaseURL: c.EUWestDB, CacheURL: c.EUWestCache, ReplicationURL: c.EUWestReplication},
+		{Key: geo.AsiaPac, DatabaseURL: c.AsiaPacDB, CacheURL: c.AsiaPacCache, ReplicationURL: c.AsiaPacReplication},
 	}
 }
 
@@ -242,7 +247,7 @@ type HealthResponse struct {
 	Regions        ordered `json:"regions"` // region → database and cache both answer
 	TotalRegions   int     `json:"total_regions"`
 	HealthyRegions int     `json:"healthy_regions"`
-	Components     ordered `json:"components"` // region → {"database", "cache"} → healthy|unavailable
+	Components     ordered `json:"components"` // region → {"database", "cache"} → healthy|skipped|unavailable (geo.State)
 }
 
 // ordered is a JSON object that keeps its keys in the order given (Go maps sort them).
@@ -284,7 +289,7 @@ func (s *Service) health(w http.ResponseWriter, r *http.Request) {
 		key := h.Region.Key()
 		resp.TotalRegions++
 		resp.Regions = append(resp.Regions, field{key, h.Healthy()})
-		resp.Components = append(resp.Components, field{key, ordered{{"database", state(h.Database)}, {"cache", state(h.Cache)}}})
+		resp.Components = append(resp.Components, field{key, ordered{{"database", h.DatabaseState()}, {"cache", geo.State(h.Cache)}}})
 		if h.Healthy() {
 			resp.HealthyRegions++
 		}
@@ -302,13 +307,6 @@ func (s *Service) health(w http.ResponseWriter, r *http.Request) {
 		resp.Status, status = "unhealthy", http.StatusServiceUnavailable
 	}
 	httpapi.WriteJSON(w, status, resp)
-}
-
-func state(err error) string {
-	if err != nil {
-		return "unavailable"
-	}
-	return "healthy"
 }
 
 func (s *Service) stats(r *http.Request) (any, error) { return s.geo.Stats(r.Context()), nil }

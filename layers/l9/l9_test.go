@@ -413,8 +413,9 @@ func TestConcurrentCrossRegionWritesConverge(t *testing.T) {
 // One region (eu-west, a real PostgreSQL of its own) is stopped while the two others take
 // writes; the service is restarted while it is down. Meanwhile writes homed elsewhere
 // succeed, eu-west's own writes and reads of keys nobody else has fail fast with 503, its
-// reads of replicated keys fail over, /health says degraded and /stats shows the backlog.
-// When it returns it catches up: nothing lost, nothing shipped twice.
+// reads of replicated keys fail over, after a few failed calls it is skipped, /health says
+// degraded and /stats shows the skip and the backlog. When it returns it catches up:
+// nothing lost, nothing shipped twice.
 func TestRegionOutageCatchUpAndRestart(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PGOptions{})
 	s := newStack(t, options{db: map[string]string{geo.EUWest: pg.CreateDatabase(t)}})
@@ -457,15 +458,19 @@ func TestRegionOutageCatchUpAndRestart(t *testing.T) {
 	assert.Equal(t, "unavailable", r.Body["fallback"])
 	assert.Equal(t, []any{"EU-WEST"}, r.Body["unavailable_regions"])
 
+	regionStats := func(i int) map[string]any { return us.Get("/stats").Body["regions"].([]any)[i].(map[string]any) }
+	testenv.WaitFor(t, 5*time.Second, "eu-west to be skipped", func() bool { return regionStats(1)["skipped"] == true })
+	assert.Equal(t, false, regionStats(0)["skipped"])
 	h := us.Get("/health")
 	assert.Equal(t, http.StatusOK, h.Status)
 	assert.Equal(t, "degraded", h.Body["status"])
 	assert.Equal(t, 2.0, h.Body["healthy_regions"])
-	assert.Equal(t, map[string]any{"database": "unavailable", "cache": "healthy"}, h.Body["components"].(map[string]any)["eu-west"])
+	assert.Equal(t, map[string]any{"database": "skipped", "cache": "healthy"}, h.Body["components"].(map[string]any)["eu-west"])
 
 	st := us.Get("/stats").Body
 	euStats := st["regions"].([]any)[1].(map[string]any)
 	assert.Equal(t, false, euStats["healthy"])
+	assert.Equal(t, "skipped", euStats["database"])
 	assert.Greater(t, euStats["replication_backlog"], 0.0, "eu-west is behind")
 	assert.Greater(t, euStats["replication_lag_seconds"], 0.0)
 	usOut := st["regions"].([]any)[0].(map[string]any)["outbound"].(map[string]any)["EU-WEST"].(map[string]any)
