@@ -13,8 +13,9 @@
 # From a fresh Debian machine it installs what is missing (PostgreSQL, Redis, a C compiler for
 # -race) with apt-get. The servers run from a `mktemp -d` directory on free ports in 20000-31999,
 # bound to 127.0.0.1, so a running dev stack (.stack, ports 5432-5455/6379-6392/8000-8011) is
-# never touched; the variables a dev shell may point at it are unset for the run. Tests find the
-# servers through:
+# never touched; the variables a dev shell may point at it (DATABASE_URL …) reach no test: layers
+# under test take their defaults (layertest.Serve) and binaries only what the test gives them
+# (testenv.StartProcess). Tests find the servers through:
 #
 #   DBLAYERS_TEST_PG_URL        superuser URL of the PostgreSQL server (tests create databases)
 #   DBLAYERS_TEST_REDIS_URL     redis://127.0.0.1:PORT, 4096 databases, no persistence
@@ -186,13 +187,6 @@ export DBLAYERS_TEST_FERRETDB="$work/bin/ferretdb"
 DBLAYERS_TEST_PG_BIN=$(pg_bindir)
 DBLAYERS_TEST_REDIS_SERVER=$(command -v redis-server)
 export DBLAYERS_TEST_PG_BIN DBLAYERS_TEST_REDIS_SERVER
-
-# The services' own variables (spec "Configuration" tables): a dev shell may point them at the
-# running stack, and no test may reach that.
-unset DATABASE_URL REDIS_URL PRIMARY_DATABASE_URL REPLICA_DATABASE_URL \
-	SHARD_0_URL SHARD_1_URL SHARD_2_URL WRITE_DB_URL READ_DB_URL POSTGRES_URL MONGODB_URL \
-	DB_US_EAST_URL DB_EU_WEST_URL DB_ASIA_PAC_URL CACHE_US_EAST_URL CACHE_EU_WEST_URL \
-	CACHE_ASIA_PAC_URL DB_SHARD1_URL DB_SHARD2_URL CACHE_L1_URL CACHE_L2_URL RATE_LIMITER_URL
 
 setup_done=1
 setup_secs=$((SECONDS - started))

@@ -32,9 +32,17 @@ import (
 )
 
 // Load fills the struct that dst points to from the environment and the default tags.
-func Load(dst any) error {
-	return load(reflectValue(dst), os.LookupEnv, nil)
+func Load(dst any) error { return LoadFrom(dst, os.LookupEnv) }
+
+// LoadFrom is Load with the variables looked up by lookup instead of in the environment;
+// Defaults is a lookup that finds none, so that LoadFrom(dst, Defaults) gives the defaults
+// alone, whatever the environment holds (tests use it).
+func LoadFrom(dst any, lookup func(name string) (string, bool)) error {
+	return load(reflectValue(dst), lookup, nil)
 }
+
+// Defaults finds no variable: with LoadFrom, every field takes its default.
+func Defaults(string) (string, bool) { return "", false }
 
 func reflectValue(dst any) reflect.Value { return reflect.ValueOf(dst).Elem() }
 

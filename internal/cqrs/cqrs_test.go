@@ -36,7 +36,7 @@ type env struct {
 func openSide(t testing.TB, url string, schema []string) side {
 	t.Helper()
 	var pc pgstore.PoolConfig
-	require.NoError(t, config.Load(&pc))
+	require.NoError(t, config.LoadFrom(&pc, config.Defaults))
 	pool, err := pgstore.NewPool(context.Background(), url, pc)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)

@@ -21,7 +21,7 @@ import (
 func testOptions(t testing.TB) RegionOptions {
 	t.Helper()
 	var pool pgstore.PoolConfig
-	require.NoError(t, config.Load(&pool))
+	require.NoError(t, config.LoadFrom(&pool, config.Defaults))
 	return RegionOptions{Pool: pool, CacheTTL: time.Minute}
 }
 

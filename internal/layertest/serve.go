@@ -30,14 +30,15 @@ type Served[S Service] struct {
 // calls it too; it acts once.
 func (s *Served[S]) Stop() { s.stop() }
 
-// Serve builds a layer the way its binary does — configuration from the environment and
-// the defaults, then tune (if not nil) for the test's backends and settings — and serves
-// it on an httptest server until the test ends. The service logs nowhere: tests read its
-// answers, not its logs.
+// Serve builds a layer the way its binary does — its configuration's defaults (never the
+// environment: a developer's CACHE_TTL or WORKER_* must not change a test's result), then
+// tune (if not nil) for the test's backends and settings — and serves it on an httptest
+// server until the test ends. The service logs nowhere: tests read its answers, not its
+// logs.
 func Serve[C any, S Service](t testing.TB, newService func(context.Context, C, *slog.Logger) (S, error), tune func(*C)) *Served[S] {
 	t.Helper()
 	var cfg C
-	require.NoError(t, config.Load(&cfg))
+	require.NoError(t, config.LoadFrom(&cfg, config.Defaults))
 	if tune != nil {
 		tune(&cfg)
 	}

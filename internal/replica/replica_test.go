@@ -54,7 +54,7 @@ func startCluster(t *testing.T, replicas int) *cluster {
 func openPool(t *testing.T, url string) *pgstore.Pool {
 	t.Helper()
 	var pc pgstore.PoolConfig
-	require.NoError(t, config.Load(&pc))
+	require.NoError(t, config.LoadFrom(&pc, config.Defaults))
 	pool, err := pgstore.NewPool(context.Background(), url, pc)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)

@@ -86,12 +86,20 @@ type Process struct {
 	err    error // from Wait, once exited is closed
 }
 
-// StartProcess runs bin with the test process's environment plus env (a later entry wins).
-// When t ends the process is sent SIGTERM, and killed if it has not exited 10 s later.
+// StartProcess runs bin with env (a later entry wins) and, of the test process's
+// environment, only what any program needs (PATH, HOME, TMPDIR, LANG): a developer's
+// DATABASE_URL or CACHE_TTL never reaches a binary under test, whose settings are its
+// defaults and env. When t ends the process is sent SIGTERM, and killed if it has not
+// exited 10 s later.
 func StartProcess(t testing.TB, bin string, env ...string) *Process {
 	t.Helper()
 	p := &Process{Cmd: exec.Command(bin), exited: make(chan struct{})}
-	p.Cmd.Env = append(os.Environ(), env...)
+	for _, name := range []string{"PATH", "HOME", "TMPDIR", "LANG"} {
+		if v, ok := os.LookupEnv(name); ok {
+			p.Cmd.Env = append(p.Cmd.Env, name+"="+v)
+		}
+	}
+	p.Cmd.Env = append(p.Cmd.Env, env...)
 	p.Cmd.Stdout, p.Cmd.Stderr = &p.out, &p.out
 	if err := p.Cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)

@@ -680,7 +680,7 @@ func TestAuthConfiguration(t *testing.T) {
 		}
 	}
 	var cfg l10.Config
-	require.NoError(t, config.Load(&cfg))
+	require.NoError(t, config.LoadFrom(&cfg, config.Defaults))
 	f.configure(production(func(*l10.Config) {}))(&cfg)
 	_, err := l10.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.Error(t, err, "no key, no development mode: refuses to start")

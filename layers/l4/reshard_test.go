@@ -67,7 +67,7 @@ func TestReshardOnline(t *testing.T) {
 	resharding := func(c *l4.Config) { c.ReshardFrom = 3 }
 	during, _ := start(t, urls, redisURL, resharding)
 	var cfg l4.Config
-	require.NoError(t, config.Load(&cfg))
+	require.NoError(t, config.LoadFrom(&cfg, config.Defaults))
 	cfg.ShardURLs, cfg.NumShards, cfg.RedisURL, cfg.Strategy, cfg.ReshardFrom = urls, 0, redisURL, shard.Modulo, 0
 
 	_, err = l4.Reshard(ctx, cfg, l4.ReshardOptions{})

@@ -322,7 +322,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Setenv(name, "")
 	}
 	var cfg l5.Config
-	require.NoError(t, config.Load(&cfg))
+	require.NoError(t, config.LoadFrom(&cfg, config.Defaults))
 	assert.Equal(t, 100, cfg.L1CacheSize)
 	assert.Equal(t, 60*time.Second, cfg.L1CacheTTL)
 	assert.Equal(t, 300*time.Second, cfg.L2CacheTTL)
@@ -332,7 +332,7 @@ func TestConfigDefaults(t *testing.T) {
 
 	t.Setenv("L1_CACHE_TTL", "5")
 	t.Setenv("L1_CACHE_SIZE", "7")
-	require.NoError(t, config.Load(&cfg))
+	require.NoError(t, config.LoadFrom(&cfg, config.Defaults))
 	assert.Equal(t, 5*time.Second, cfg.L1CacheTTL)
 	assert.Equal(t, 7, cfg.L1CacheSize)
 }
@@ -391,7 +391,7 @@ func TestRedisOutage(t *testing.T) {
 // (router, middleware, JSON), without the network: the per-request cost of L5 itself.
 func BenchmarkHotRead(b *testing.B) {
 	var cfg l5.Config
-	require.NoError(b, config.Load(&cfg))
+	require.NoError(b, config.LoadFrom(&cfg, config.Defaults))
 	cfg.DatabaseURL, cfg.RedisURL = testenv.PostgresURL(b), testenv.RedisURL(b)
 	svc, err := l5.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(b, err)

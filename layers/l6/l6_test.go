@@ -33,7 +33,7 @@ type setup struct {
 func testBackends(t testing.TB, dbURL, redisURL string) l6.Backends {
 	t.Helper()
 	var cfg l6.WorkerConfig
-	require.NoError(t, config.Load(&cfg))
+	require.NoError(t, config.LoadFrom(&cfg, config.Defaults))
 	b := cfg.Backends
 	b.DatabaseURL, b.RedisURL = dbURL, redisURL
 	b.Worker.PollInterval, b.Worker.ClaimMinIdle, b.Worker.MaxAttempts = 100*time.Millisecond, 500*time.Millisecond, 3

@@ -76,7 +76,7 @@ func settle(t testing.TB, tg layertest.Target) {
 func runProjector(t testing.TB, d dbs) {
 	t.Helper()
 	var cfg l7.ProjectorConfig
-	require.NoError(t, config.Load(&cfg))
+	require.NoError(t, config.LoadFrom(&cfg, config.Defaults))
 	cfg.WriteDBURL, cfg.ReadDBURL, cfg.Projector = d.write, d.read, fastProjector()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
