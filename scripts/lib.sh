@@ -134,18 +134,24 @@ wait_for_port() {
 	done
 }
 
-# http_status PORT PATH: print the HTTP status code of GET http://127.0.0.1:PORT/PATH, using
-# bash's /dev/tcp only (a fresh machine may have no curl).
-http_status() {
+# http_send METHOD PORT PATH [JSON]: send METHOD http://127.0.0.1:PORT/PATH (with JSON as its
+# body) and print the status code of the answer, using bash's /dev/tcp only (a fresh machine
+# may have no curl).
+http_send() {
 	local line
-	# shellcheck disable=SC2016 # $0, $1 and $line expand in the inner shell
+	# shellcheck disable=SC2016 # $0 … $3 and $line expand in the inner shell
 	line=$(timeout 5 bash -c '
-		exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
-		printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" "$1" >&3
-		IFS= read -r line <&3 && printf "%s" "$line"' "$1" "$2" 2>/dev/null) || return 1
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		printf "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n" "$0" "$2" >&3
+		[[ -z $3 ]] || printf "Content-Type: application/json\r\nContent-Length: %d\r\n" "${#3}" >&3
+		printf "\r\n%s" "$3" >&3
+		IFS= read -r line <&3 && printf "%s" "$line"' "$1" "$2" "$3" "${4:-}" 2>/dev/null) || return 1
 	line=${line#* }
 	printf '%s\n' "${line%% *}"
 }
+
+# http_status PORT PATH: print the HTTP status code of GET http://127.0.0.1:PORT/PATH.
+http_status() { http_send GET "$1" "$2"; }
 
 # wait_for_http PORT PATH SECONDS [PIDFILE]: wait until GET PATH answers 200.
 wait_for_http() {
@@ -540,6 +546,44 @@ ferretdb_start() {
 # ferretdb_stop DIR: stop the FerretDB of ferretdb_start DIR.
 ferretdb_stop() {
 	proc_stop "$1/ferretdb.pid" 15 ferretdb
+}
+
+# ---------------------------------------------------------------------------------------------
+# Toxiproxy: a TCP proxy with an HTTP API that puts faults ("toxics": latency, a hang, resets,
+# connections cut after N bytes) on the connections it carries. `stack.sh up --faults` puts one
+# between the layers and their servers; cmd/drill adds and removes the toxics.
+
+# toxiproxy_build REPO OUT: build Toxiproxy's server, at the version REPO's go.mod pins, into OUT.
+toxiproxy_build() {
+	say "building toxiproxy-server into $2"
+	(cd "$1" && go build -o "$2" github.com/Shopify/toxiproxy/v2/cmd/server) || die "go build of toxiproxy-server failed"
+}
+
+# toxiproxy_start DIR BINARY PORT: the Toxiproxy server BINARY, its API on 127.0.0.1:PORT,
+# pidfile DIR/toxiproxy.pid, log DIR/toxiproxy.log. No-op when it already runs.
+toxiproxy_start() {
+	local dir=$1 bin=$2 port=$3
+	pid_alive "$dir/toxiproxy.pid" "$bin" && return 0
+	port_in_use "$port" && die "toxiproxy: port $port is taken by a process this script did not start"
+	say "toxiproxy: starting its API on 127.0.0.1:$port"
+	proc_start "$dir" "$dir/toxiproxy.pid" "$dir/toxiproxy.log" "$bin" -host 127.0.0.1 -port "$port"
+	if ! wait_for_http "$port" /version 15 "$dir/toxiproxy.pid"; then
+		show_log "$dir/toxiproxy.log"
+		die "toxiproxy did not answer on port $port"
+	fi
+}
+
+# toxiproxy_stop DIR: stop the Toxiproxy of toxiproxy_start DIR.
+toxiproxy_stop() {
+	proc_stop "$1/toxiproxy.pid" 10 toxiproxy-server
+}
+
+# toxiproxy_populate PORT JSON: create the proxies JSON lists ([{"name", "listen", "upstream"}
+# …]) through the API on 127.0.0.1:PORT; a proxy that exists as listed is left as it is.
+toxiproxy_populate() {
+	local status
+	status=$(http_send POST "$1" /populate "$2") || die "toxiproxy on port $1 does not answer"
+	[[ $status == 2* ]] || die "toxiproxy refused the proxies $2 (HTTP $status): see its log"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -3,10 +3,14 @@
 # native servers on 127.0.0.1 (same host ports as the compose files) and the layer binaries on
 # 8000+N, installing PostgreSQL and Redis through apt-get when they are missing.
 #
-#   scripts/stack.sh up     [N...|all]   build ./cmd/..., start the layers' servers and binaries,
-#                                         wait until every service answers GET /health with 200
+#   scripts/stack.sh up     [N...|all] [--faults]   build ./cmd/..., start the layers' servers and
+#                                         binaries, wait until every service answers GET /health
+#                                         with 200; --faults: through fault proxies (see below)
 #   scripts/stack.sh down   [N...|all]   stop what `up` started for those layers (data is kept)
 #   scripts/stack.sh status [N...|all]   table of servers and processes: state, pid, port, log
+#   scripts/stack.sh stop|kill|start|restart NAME...   one server or process by its NAME (see
+#                                         status): stop it (SIGTERM; PostgreSQL: a fast shutdown),
+#                                         kill it (SIGKILL), start it as `up` does, or stop and start
 #
 # No layer argument means all. `up` is idempotent: what runs is left running. Everything lives
 # under ${DBLAYERS_STACK_DIR:-<repo>/.stack}: bin/ (the binaries) and one directory per server
@@ -32,6 +36,15 @@
 # NAMEs are unique across all layers. Two layers that declare the same kind of server on the same
 # port share one server: the first one up starts it, the other reuses it (creating its databases
 # there), and `down` leaves it running while a layer still up uses it.
+#
+# Fault proxies: `up N --faults` (or DBLAYERS_FAULTS=1) also starts one Toxiproxy server (built
+# from github.com/Shopify/toxiproxy/v2, the version go.mod pins), its API on 127.0.0.1:8474, with
+# a proxy for every pg, replica, redis or ferretdb server that layer N's service and processes
+# use: named after the server, on 127.0.0.1:PORT+10000 (l2-redis, 6379: 16379). Every
+# 127.0.0.1:PORT of those servers in the service's and processes' variables is rewritten to the
+# proxy's port, so faults put on a proxy (cmd/drill, or Toxiproxy's API) sit between the layer
+# and that server; nothing else goes through it. A layer up one way is brought down before it
+# is brought up the other way. `down` stops Toxiproxy once no layer up uses it.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,6 +54,12 @@ source "$REPO/scripts/lib.sh"
 STACK_DIR=${DBLAYERS_STACK_DIR:-$REPO/.stack}
 BIN=$STACK_DIR/bin
 HEALTH_TIMEOUT=${DBLAYERS_STACK_TIMEOUT:-60}
+FAULTS=${DBLAYERS_FAULTS:-0}
+# Fault proxies: the Toxiproxy server's directory (pidfile, log, and a file lN for every layer
+# that runs through it), its API port, and the offset of a proxy's port from its server's.
+TOXI_DIR=$STACK_DIR/toxiproxy
+TOXI_PORT=8474
+PROXY_PORT_OFFSET=10000
 
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
@@ -258,6 +277,7 @@ build() {
 		selected "$i" && [[ ${ROW_VERB[i]} == ferretdb ]] && ferret=1
 	done
 	((ferret == 0)) || ferretdb_build "$REPO" "$BIN/ferretdb"
+	[[ $FAULTS != 1 ]] || toxiproxy_build "$REPO" "$BIN/toxiproxy-server"
 }
 
 install_needed() {
@@ -295,12 +315,14 @@ up_row() {
 	redis) redis_start "$name" "$port" "$dir" "${ARGS[@]}" ;;
 	ferretdb) ferretdb_start "$name" "$port" "$dir" "$(row_binary "$i")" "${ARGS[0]}" ;;
 	service)
+		proxied_args "${ROW_LAYER[i]}"
 		[[ -z $owner ]] && say "$name: starting on 127.0.0.1:$port"
 		start_binary "$i" HOST=127.0.0.1 PORT="$port" "${ARGS[@]}" "$(row_binary "$i")"
 		wait_for_http "$port" /health "$HEALTH_TIMEOUT" "$(row_pidfile "$i")" ||
 			failed "$i" "GET http://127.0.0.1:$port/health did not answer 200 within ${HEALTH_TIMEOUT}s"
 		;;
 	process)
+		proxied_args "${ROW_LAYER[i]}"
 		[[ -z $owner ]] && say "$name: starting"
 		start_binary "$i" "${ARGS[@]}" "$(row_binary "$i")"
 		;;
@@ -329,20 +351,119 @@ down_row() {
 		say "${ROW_NAME[owner]}: left running, a layer that is still up uses it"
 		return 0
 	fi
-	say "${ROW_NAME[owner]}: stopping"
-	case ${ROW_VERB[owner]} in
-	pg | replica) pg_stop "$(row_dir "$owner")" ;;
-	redis) redis_stop "$(row_dir "$owner")" ;;
-	ferretdb) ferretdb_stop "$(row_dir "$owner")" ;;
-	*) proc_stop "$(row_pidfile "$owner")" 15 "$(row_binary "$owner")" ;;
+	stop_row "$owner"
+}
+
+# stop_row I: stop the server or process of row I, which runs.
+stop_row() {
+	say "${ROW_NAME[$1]}: stopping"
+	case ${ROW_VERB[$1]} in
+	pg | replica) pg_stop "$(row_dir "$1")" ;;
+	redis) redis_stop "$(row_dir "$1")" ;;
+	ferretdb) ferretdb_stop "$(row_dir "$1")" ;;
+	*) proc_stop "$(row_pidfile "$1")" 15 "$(row_binary "$1")" ;;
 	esac
+}
+
+# kill_row I: SIGKILL the server or process of row I, which runs (PostgreSQL: its postmaster;
+# the backends it leaves see it gone and exit), and wait until it has gone. PostgreSQL will not
+# start again while its old postmaster's id still exists, even as a zombie, so for a pg or
+# replica the wait lasts until the zombie has been reaped too.
+kill_row() {
+	local pid deadline
+	pid=$(pid_of "$(row_pidfile "$1")")
+	say "${ROW_NAME[$1]}: SIGKILL to pid $pid"
+	kill -KILL "$pid" 2>/dev/null || true
+	deadline=$((SECONDS + 10))
+	while pid_running "$pid" || { [[ ${ROW_VERB[$1]} =~ ^(pg|replica)$ ]] && kill -0 "$pid" 2>/dev/null; }; do
+		((SECONDS < deadline)) || die "${ROW_NAME[$1]}: pid $pid still exists 10s after SIGKILL"
+		sleep 0.05
+	done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Fault proxies
+
+backing_verb() { [[ $1 =~ ^(pg|replica|redis|ferretdb)$ ]]; }
+
+# proxied_ports N: print the port of every backing server that a service or process of layer N
+# names as 127.0.0.1:PORT in its variables.
+proxied_ports() {
+	local i j port
+	for ((i = 0; i < ${#ROW_NAME[@]}; i++)); do
+		if [[ ${ROW_LAYER[i]} != "$1" ]] || ! backing_verb "${ROW_VERB[i]}"; then continue; fi
+		port=${ROW_PORT[i]}
+		for ((j = 0; j < ${#ROW_NAME[@]}; j++)); do
+			[[ ${ROW_LAYER[j]} == "$1" && ${ROW_VERB[j]} =~ ^(service|process)$ ]] || continue
+			row_args "$j"
+			if [[ " ${ARGS[*]} " =~ 127\.0\.0\.1:$port([^0-9]) ]]; then
+				echo "$i"
+				break
+			fi
+		done
+	done
+}
+
+# proxied_args N: when layer N runs through fault proxies, rewrite 127.0.0.1:PORT to the proxy's
+# port in ARGS for every server of layer N that has a proxy.
+proxied_args() {
+	local i a port
+	[[ -e $TOXI_DIR/l$1 ]] || return 0
+	for i in $(proxied_ports "$1"); do
+		port=${ROW_PORT[i]}
+		for a in "${!ARGS[@]}"; do
+			ARGS[a]=$(sed -E "s/127\.0\.0\.1:$port([^0-9]|\$)/127.0.0.1:$((port + PROXY_PORT_OFFSET))\1/g" <<<"${ARGS[a]}")
+		done
+	done
+}
+
+# check_fault_mode: refuse to `up` a layer that already runs the other way (with or without
+# fault proxies); forget the fault mode of selected layers that are down.
+check_fault_mode() {
+	local n
+	for n in $SELECTED; do
+		if ! layer_up "$n"; then
+			rm -f "$TOXI_DIR/l$n"
+		elif [[ -e $TOXI_DIR/l$n && $FAULTS != 1 ]]; then
+			die "layer $n runs through fault proxies: scripts/stack.sh down $n first, or up it with --faults"
+		elif [[ ! -e $TOXI_DIR/l$n && $FAULTS == 1 ]]; then
+			die "layer $n runs without fault proxies: scripts/stack.sh down $n first"
+		fi
+	done
+}
+
+# fault_proxies_up: start Toxiproxy and the proxies of the selected layers, and mark those
+# layers as running through them.
+fault_proxies_up() {
+	local n i json='' sep=
+	toxiproxy_start "$TOXI_DIR" "$BIN/toxiproxy-server" "$TOXI_PORT"
+	for n in $SELECTED; do
+		for i in $(proxied_ports "$n"); do
+			json+="$sep{\"name\":\"${ROW_NAME[i]}\",\"listen\":\"127.0.0.1:$((ROW_PORT[i] + PROXY_PORT_OFFSET))\",\"upstream\":\"127.0.0.1:${ROW_PORT[i]}\"}"
+			sep=,
+			say "toxiproxy: ${ROW_NAME[i]} on 127.0.0.1:$((ROW_PORT[i] + PROXY_PORT_OFFSET)) -> 127.0.0.1:${ROW_PORT[i]}"
+		done
+		touch "$TOXI_DIR/l$n"
+	done
+	toxiproxy_populate "$TOXI_PORT" "[$json]"
+}
+
+# fault_proxies_down: stop Toxiproxy when no layer that is up runs through it.
+fault_proxies_down() {
+	local n
+	for n in $SELECTED; do rm -f "$TOXI_DIR/l$n"; done
+	compgen -G "$TOXI_DIR/l*" >/dev/null && return 0
+	pid_alive "$TOXI_DIR/toxiproxy.pid" && say "toxiproxy: stopping"
+	toxiproxy_stop "$TOXI_DIR"
 }
 
 cmd_up() {
 	local i
 	lock_stack
+	check_fault_mode
 	install_needed
 	build
+	[[ $FAULTS != 1 ]] || fault_proxies_up
 	for ((i = 0; i < ${#ROW_NAME[@]}; i++)); do
 		selected "$i" && up_row "$i"
 	done
@@ -361,7 +482,32 @@ cmd_down() {
 	for ((i = ${#ROW_NAME[@]} - 1; i >= 0; i--)); do
 		selected "$i" && down_row "$i"
 	done
-	return 0
+	fault_proxies_down
+}
+
+# cmd_row ACTION NAME...: stop, kill, start or restart the servers or processes named.
+cmd_row() {
+	local action=$1 name i owner
+	shift
+	(($# >= 1)) || usage
+	lock_stack
+	for name in "$@"; do
+		i=$(row_named "$name")
+		[[ -n $i ]] || die "no server or process named '$name' (scripts/stack.sh status lists them)"
+		owner=$(running_owner "$i")
+		case $action in
+		stop | kill | restart)
+			if [[ -z $owner ]]; then
+				[[ $action == restart ]] || say "$name: not running"
+			elif [[ $action == kill ]]; then
+				kill_row "$owner"
+			else
+				stop_row "$owner"
+			fi
+			;;&
+		start | restart) up_row "$i" ;;
+		esac
+	done
 }
 
 cmd_status() {
@@ -384,13 +530,28 @@ cmd_status() {
 		printf "$fmt" "L${ROW_LAYER[i]}" "${ROW_NAME[i]}" "${ROW_VERB[i]}" "${ROW_PORT[i]:--}" \
 			"$pid" "$state" "$(row_log "${owner:-$i}")"
 	done
+	if pid_alive "$TOXI_DIR/toxiproxy.pid" toxiproxy-server; then
+		# shellcheck disable=SC2059
+		printf "$fmt" - toxiproxy proxy "$TOXI_PORT" "$(pid_of "$TOXI_DIR/toxiproxy.pid")" \
+			"running, for L$(cd "$TOXI_DIR" && compgen -G 'l*' | sed 's/^l//' | sort -n | paste -sd, -)" "$TOXI_DIR/toxiproxy.log"
+	fi
 }
 
 (($# >= 1)) || usage
 action=$1
 shift
 load_layers
-select_layers "$@"
+case $action in
+stop | kill | start | restart)
+	cmd_row "$action" "$@"
+	exit
+	;;
+esac
+args=()
+for arg in "$@"; do
+	if [[ $arg == --faults ]]; then FAULTS=1; else args+=("$arg"); fi
+done
+select_layers "${args[@]}"
 case $action in
 up) cmd_up ;;
 down) cmd_down ;;

@@ -137,6 +137,7 @@ func TestReadBackFindsTheLostWrites(t *testing.T) {
 		assert.Equal(t, p.Reads.Count(), p.Reads.Answers["200"], "%s: every read found the hot key", name)
 		assert.Equal(t, p.Writes.Count(), p.Writes.Answers["200"], "%s: every write acknowledged", name)
 		assert.Zero(t, p.Failed)
+		assert.Zero(t, p.LastFailure)
 		assert.True(t, p.Recovered)
 	}
 	assert.Empty(t, res.HotKeySeed)
@@ -173,6 +174,7 @@ func TestFailuresTimeoutsAndRecovery(t *testing.T) {
 	assert.GreaterOrEqual(t, fault.Slowest(), w.RequestTimeout, "a timed-out request took the whole timeout")
 	assert.GreaterOrEqual(t, fault.FailedP99, w.RequestTimeout*99/100, "p99 of failures is a timeout")
 	assert.False(t, fault.Recovered)
+	assert.Positive(t, fault.LastFailure)
 
 	d, ok := res.TimeToRecover()
 	assert.True(t, ok)
@@ -201,6 +203,7 @@ func TestRecoveryIsTheFirstRunOfNSuccesses(t *testing.T) {
 	assert.Equal(t, 3, s.Reads.OK)
 	assert.Equal(t, 2, s.Writes.OK)
 	assert.Equal(t, 2, s.Failed)
+	assert.Equal(t, 7*time.Second, s.LastFailure)
 	assert.InDelta(t, 3.0/8, s.OKReadsPerSec(), 1e-9)
 }
 
@@ -289,7 +292,7 @@ func TestPrint(t *testing.T) {
 	require.NoError(t, res.Print(&b))
 	out := b.String()
 	assert.Contains(t, out, "drill of "+base+": 2 writers, 2 readers")
-	assert.Regexp(t, `(?m)^before +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ms +- +[0-9.]+s +200: [0-9]+ +200: [0-9]+$`, out)
+	assert.Regexp(t, `(?m)^before +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ms +- +- +[0-9.]+s +200: [0-9]+ +200: [0-9]+$`, out)
 	assert.Contains(t, out, "acknowledged writes: ")
 	assert.Contains(t, out, ", lost: 0\n")
 	assert.Contains(t, out, "time to recover: ")

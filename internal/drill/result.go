@@ -127,7 +127,8 @@ func readAll(ctx context.Context, c *http.Client, w Workload, keys []string) []a
 	return answers
 }
 
-// Print writes r as a table, one row per phase, then the acknowledged and lost writes and
+// Print writes r as a table, one row per phase (the answers to the requests sent in it,
+// whenever they came, times from the phase's start), then the acknowledged and lost writes and
 // the time to recover.
 func (r *Result) Print(out io.Writer) error {
 	w := r.Workload
@@ -135,17 +136,17 @@ func (r *Result) Print(out io.Writer) error {
 	fmt.Fprintf(&b, "drill of %s: %d writers, %d readers of one key, request timeout %v\n",
 		w.BaseURL, w.Writers, w.Readers, w.RequestTimeout)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "phase\tsecs\tok reads/s\tok writes/s\tslowest\tp99 failed\t%d ok in a row at\treads\twrites\n", w.RecoverRun)
+	fmt.Fprintf(tw, "phase\tsecs\tok reads/s\tok writes/s\tslowest\tp99 failed\tlast failed at\t%d ok in a row at\treads\twrites\n", w.RecoverRun)
 	for _, ph := range r.Phases {
-		p99, rec := "-", "never"
+		p99, last, rec := "-", "-", "never"
 		if ph.Failed > 0 {
-			p99 = fmtMS(ph.FailedP99)
+			p99, last = fmtMS(ph.FailedP99), fmt.Sprintf("%.2fs", ph.LastFailure.Seconds())
 		}
 		if ph.Recovered {
 			rec = fmt.Sprintf("%.2fs", ph.Recovery.Seconds())
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\n", ph.Name, ph.Duration.Seconds(),
-			ph.OKReadsPerSec(), ph.OKWritesPerSec(), fmtMS(ph.Slowest()), p99, rec,
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\n", ph.Name, ph.Duration.Seconds(),
+			ph.OKReadsPerSec(), ph.OKWritesPerSec(), fmtMS(ph.Slowest()), p99, last, rec,
 			fmtAnswers(ph.Reads.Answers), fmtAnswers(ph.Writes.Answers))
 	}
 	_ = tw.Flush() // into a strings.Builder: cannot fail
@@ -158,7 +159,7 @@ func (r *Result) Print(out io.Writer) error {
 		fmt.Fprintf(&b, "  lost: %s\n", k)
 	}
 	if d, ok := r.TimeToRecover(); ok {
-		fmt.Fprintf(&b, "time to recover: %.2fs (from the start of %q to the %d-th successful answer in a row)\n",
+		fmt.Fprintf(&b, "time to recover: %.2fs (from the start of %q to the last of the first %d successful answers in a row)\n",
 			d.Seconds(), PhaseAfter, w.RecoverRun)
 	} else if r.Phase(PhaseAfter) != nil {
 		fmt.Fprintf(&b, "time to recover: not recovered (no %d successful answers in a row in %q)\n", w.RecoverRun, PhaseAfter)

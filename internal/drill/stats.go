@@ -23,6 +23,7 @@ type phase struct {
 	streak     int // successful answers in a row, in answer order
 	recovery   time.Duration
 	recovered  bool
+	lastFail   time.Duration // from start to the last failed answer so far
 }
 
 func newPhase(name string, start time.Time, recoverRun int) *phase {
@@ -41,6 +42,7 @@ func (p *phase) add(k kind, a answer, at time.Time) {
 	if !a.ok {
 		p.failed.Record(a.elapsed)
 		p.streak = 0
+		p.lastFail = max(p.lastFail, at.Sub(p.start))
 		return
 	}
 	s.OK++
@@ -98,6 +100,10 @@ type PhaseStats struct {
 	// in PhaseFault, how soon it served again without the failed part, if it does.
 	Recovery  time.Duration
 	Recovered bool
+	// LastFailure is the time from the phase's start to the arrival of the last failed
+	// answer to a request sent in it (0 when none failed): failures after Recovery mean the
+	// layer fell back again.
+	LastFailure time.Duration
 }
 
 func (p *phase) stats(end time.Time) PhaseStats {
@@ -105,7 +111,7 @@ func (p *phase) stats(end time.Time) PhaseStats {
 		Name: p.name, Duration: end.Sub(p.start),
 		Reads: p.kinds[kindRead], Writes: p.kinds[kindWrite],
 		Failed: int(p.failed.Count()), FailedP99: p.failed.Quantile(0.99),
-		Recovery: p.recovery, Recovered: p.recovered,
+		Recovery: p.recovery, Recovered: p.recovered, LastFailure: p.lastFail,
 	}
 }
 
