@@ -140,7 +140,8 @@ const (
 // and the failed heartbeats of the driver's monitor: a server that was killed refuses the
 // monitor's connection within milliseconds, while the calls that need it would each wait
 // Timeout to select a server. When the guard opens, the calls in flight are cut short
-// with the same fast 503 as the calls it refuses.
+// with the same fast 503 as the calls it refuses; so is its probe if a heartbeat fails
+// meanwhile.
 func Open(ctx context.Context, url, database string, opts Options) (*Store, error) {
 	s := &Store{timeout: max(opts.OperationTimeout, opts.Timeout)}
 	s.tripped, s.trip = context.WithCancel(context.Background())
@@ -167,6 +168,10 @@ func Open(ctx context.Context, url, database string, opts Options) (*Store, erro
 		}
 	}}
 	servers := &event.ServerMonitor{ServerHeartbeatFailed: func(e *event.ServerHeartbeatFailedEvent) {
+		if s.guard.State() != breaker.Closed {
+			s.cutOff() // the probe in flight: it would wait for a server the monitor cannot reach
+			return
+		}
 		_ = s.guard.Do(func() error { return record.Unavailable(Backend, fmt.Errorf("heartbeat: %w", e.Failure)) })
 	}}
 	co := options.Client().ApplyURI(url).
