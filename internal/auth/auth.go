@@ -343,9 +343,8 @@ func bearer(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-// clientAddress is the request's remote host, without the port. RemoteAddr is host:port
-// from the connection, or a bare IP (IPv6 included) when the router's RealIP took it from
-// a proxy header.
+// clientAddress is the request's remote host, without the port: RemoteAddr is host:port
+// from the connection (a bare address, IPv6 in brackets or not, is taken as it is).
 func clientAddress(r *http.Request) string {
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		return host

@@ -35,10 +35,12 @@ type Options struct {
 }
 
 // NewRouter returns a chi router with the shared middleware and JSON 404/405 answers.
-// Middleware order: request id → real IP → access log → recovery → body limit.
+// Middleware order: request id → access log → recovery → body limit. The client's address
+// is the connection's: no proxy header is trusted (chi's RealIP took X-Forwarded-For from
+// anyone, so a client could pick the address L10's anonymous rate limit counts).
 func NewRouter(opts Options) chi.Router {
 	r := chi.NewRouter()
-	r.Use(requestID, middleware.RealIP, accessLog(opts.Layer, opts.Logger, opts.Observe), recoverer, limit(opts.Limits), middleware.StripSlashes)
+	r.Use(requestID, accessLog(opts.Layer, opts.Logger, opts.Observe), recoverer, limit(opts.Limits), middleware.StripSlashes)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, &Error{Status: http.StatusNotFound, Detail: "Not Found"})
 	})

@@ -82,10 +82,7 @@ func IsFailure(err error) bool {
 		return false
 	}
 	var reply redis.Error
-	if errors.As(err, &reply) {
-		return false
-	}
-	return true
+	return !errors.As(err, &reply)
 }
 
 // guardHook runs every command and pipeline through the Guard, once: a command that has
