@@ -58,6 +58,7 @@ ensure_packages() {
 		hey) command -v hey >/dev/null 2>&1 || pkgs+=(hey) ;;
 		cc) command -v gcc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev) ;;
 		chromium) command -v chromium >/dev/null 2>&1 || pkgs+=(chromium) ;;
+		shellcheck) command -v shellcheck >/dev/null 2>&1 || pkgs+=(shellcheck) ;;
 		*) die "ensure_packages: unknown tool '$tool'" ;;
 		esac
 	done

@@ -198,6 +198,17 @@ cd "$REPO"
 rc=0
 logged show "$work/go-test.log" go test "${go_flags[@]}" "${packages[@]}" || rc=$?
 
+# The linters (gofmt, go vet, staticcheck, ShellCheck), with a run of the whole suite.
+lint_secs=0
+if [[ ${packages[*]} == ./... ]]; then
+	lint_started=$SECONDS
+	say "scripts/lint.sh"
+	lint_rc=0
+	bash "$REPO/scripts/lint.sh" || lint_rc=$?
+	lint_secs=$((SECONDS - lint_started))
+	((rc != 0)) || rc=$lint_rc
+fi
+
 # The Docker part: decide, get an engine, build the stand-ins, run the tests against containers
 # and the compose checks.
 docker_secs=0 containers_secs=0
@@ -266,6 +277,6 @@ failed_tests=$(grep -c -- '--- FAIL:' "$work/go-test.log" || true)
 verdict=PASS
 ((rc == 0)) || verdict=FAIL
 echo "test.sh: $verdict (go test exit $rc): packages ok $ok, failed $failed, without tests $notests;" \
-	"failed tests $failed_tests; setup ${setup_secs}s, Docker part ${docker_secs}s" \
+	"failed tests $failed_tests; setup ${setup_secs}s, lint ${lint_secs}s, Docker part ${docker_secs}s" \
 	"(tests against containers ${containers_secs}s), total $((SECONDS - started))s"
 exit "$rc"
