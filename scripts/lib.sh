@@ -622,7 +622,7 @@ docker_compose_plugin() {
 	if [[ ! -x $bin ]]; then
 		say "building docker compose $DBL_COMPOSE_VERSION from the Go module proxy into $bin (minutes, once)"
 		mkdir -p "$DBL_CACHE/bin"
-		(cd "$DBL_CACHE" && GOFLAGS= GOBIN="$DBL_CACHE/bin/build" go install "github.com/docker/compose/v2/cmd@$DBL_COMPOSE_VERSION") ||
+		(cd "$DBL_CACHE" && GOFLAGS="" GOBIN="$DBL_CACHE/bin/build" go install "github.com/docker/compose/v2/cmd@$DBL_COMPOSE_VERSION") ||
 			die "go install of docker compose $DBL_COMPOSE_VERSION failed"
 		mv "$DBL_CACHE/bin/build/cmd" "$bin" && rmdir "$DBL_CACHE/bin/build"
 	fi

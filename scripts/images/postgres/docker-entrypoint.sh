@@ -25,6 +25,7 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
 	user=$POSTGRES_USER db=$POSTGRES_DB
 	pwfile=$(mktemp)
 	printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
+	# shellcheck disable=SC2086 # POSTGRES_INITDB_ARGS: flags, split as the official image splits them
 	initdb --username="$user" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 \
 		--encoding=UTF8 --locale=C.UTF-8 \
 		-D "$PGDATA" ${POSTGRES_INITDB_ARGS:-}
@@ -39,6 +40,7 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
 		SQL
 	fi
 	for f in /docker-entrypoint-initdb.d/*; do
+		# shellcheck source=/dev/null # the image user's own scripts
 		case $f in
 		*.sh) echo "running $f" && . "$f" ;;
 		*.sql) echo "running $f" && psql -v ON_ERROR_STOP=1 --username "$user" --dbname "$db" -f "$f" ;;
