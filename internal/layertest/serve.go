@@ -3,7 +3,6 @@ package layertest
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -11,16 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dblayers/dblayers/internal/config"
+	"github.com/dblayers/dblayers/internal/service"
 )
 
-// Service is what every layer's New returns.
-type Service interface {
-	Handler() http.Handler
-	Close()
-}
-
 // Served is a layer's service behind an httptest server.
-type Served[S Service] struct {
+type Served[S service.Service] struct {
 	Service S
 	URL     string // the server's base URL
 	stop    func()
@@ -35,7 +29,7 @@ func (s *Served[S]) Stop() { s.stop() }
 // tune (if not nil) for the test's backends and settings — and serves it on an httptest
 // server until the test ends. The service logs nowhere: tests read its answers, not its
 // logs.
-func Serve[C any, S Service](t testing.TB, newService func(context.Context, C, *slog.Logger) (S, error), tune func(*C)) *Served[S] {
+func Serve[C any, S service.Service](t testing.TB, newService func(context.Context, C, *slog.Logger) (S, error), tune func(*C)) *Served[S] {
 	t.Helper()
 	var cfg C
 	require.NoError(t, config.LoadFrom(&cfg, config.Defaults))
