@@ -190,17 +190,6 @@ var (
 func OpenRegion(ctx context.Context, spec RegionSpec, opts RegionOptions, logger *slog.Logger) (*Region, error) {
 	opts = opts.withDefaults()
 	logger = logger.With("region", spec.Key)
-	name := Name(spec.Key)
-	skip := opts.Skip
-	skip.OnStateChange = func(_ string, from, to breaker.State) {
-		if from == breaker.Closed && to == breaker.Open {
-			logger.Warn("region skipped: its database failed calls in a row", "calls", skip.Threshold, "probe_every", skip.Timeout)
-		}
-	}
-	guard, err := breaker.NewGuard(name+" database", skip, nil)
-	if err != nil {
-		return nil, err
-	}
 	replURL := spec.ReplicationURL
 	if replURL == "" {
 		replURL = spec.DatabaseURL
@@ -221,8 +210,21 @@ func OpenRegion(ctx context.Context, spec RegionSpec, opts RegionOptions, logger
 		return nil, fmt.Errorf("region %s replication: %w", spec.Key, err)
 	}
 	r := &Region{
-		key: spec.Key, name: name, pool: pool, repl: repl, guard: guard, rdb: rdb,
+		key: spec.Key, name: Name(spec.Key), pool: pool, repl: repl, rdb: rdb,
 		cache: cache.NewLeased[Entry](rdb, opts.CacheTTL, logger), clock: NewClock(spec.Now), logger: logger,
+	}
+	skip := opts.Skip
+	skip.OnStateChange = func(_ string, from, to breaker.State) {
+		if from == breaker.Closed && to == breaker.Open {
+			logger.Warn("region skipped: its database failed calls in a row", "calls", skip.Threshold, "probe_every", skip.Timeout)
+			// Its open connections may hang or be broken: the probe and the calls after it
+			// get new ones (those in use are closed when released).
+			pool.Reset()
+		}
+	}
+	if r.guard, err = breaker.NewGuard(r.name+" database", skip, nil); err != nil {
+		r.Close()
+		return nil, err
 	}
 	return r, nil
 }

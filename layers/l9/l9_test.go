@@ -31,10 +31,12 @@ type stack struct {
 
 // options change the configuration or the servers of a stack.
 type options struct {
-	db       map[string]string // region key → database URL; default a fresh database on the shared server
-	cache    map[string]string // region key → Redis URL; default a fresh Redis DB on the shared server
-	latency  time.Duration
-	noReplic bool
+	db           map[string]string // region key → database URL; default a fresh database on the shared server
+	cache        map[string]string // region key → Redis URL; default a fresh Redis DB on the shared server
+	replication  map[string]string // region key → replication's URL of its database; default db's
+	queryTimeout time.Duration     // DB_QUERY_TIMEOUT; default the configuration's
+	latency      time.Duration
+	noReplic     bool
 }
 
 // newStack starts L9 with fast health checks and retries, so that the fault tests see
@@ -54,6 +56,10 @@ func newStack(t *testing.T, o options) *stack {
 	tune := func(cfg *l9.Config) {
 		cfg.USEastDB, cfg.EUWestDB, cfg.AsiaPacDB = db[geo.USEast], db[geo.EUWest], db[geo.AsiaPac]
 		cfg.USEastCache, cfg.EUWestCache, cfg.AsiaPacCache = cache[geo.USEast], cache[geo.EUWest], cache[geo.AsiaPac]
+		cfg.USEastReplication, cfg.EUWestReplication, cfg.AsiaPacReplication = o.replication[geo.USEast], o.replication[geo.EUWest], o.replication[geo.AsiaPac]
+		if o.queryTimeout > 0 {
+			cfg.Pool.QueryTimeout = o.queryTimeout
+		}
 		cfg.Geo.InterRegionLatency = o.latency
 		cfg.Geo.ReplicationEnabled = !o.noReplic
 		cfg.Geo.HealthInterval = 200 * time.Millisecond
@@ -81,23 +87,37 @@ func (s *stack) start(t *testing.T) {
 	}
 }
 
-// settle waits until every region has applied every write: no outbox holds anything.
+// settle waits until every region has applied every write: every database answers and
+// no outbox holds anything.
 func (s *stack) settle(t testing.TB) {
 	t.Helper()
 	c := layertest.NewClient(t, s.tg)
 	testenv.WaitFor(t, 15*time.Second, "replication to catch up", func() bool {
 		r := c.Get("/stats")
-		return r.Status == http.StatusOK && r.Body["replication_backlog"] == 0.0 && r.Body["healthy_regions"] == 3.0
+		if r.Status != http.StatusOK || r.Body["replication_backlog"] != 0.0 {
+			return false
+		}
+		for _, e := range r.Body["regions"].([]any) {
+			if e.(map[string]any)["database"] != "healthy" {
+				return false
+			}
+		}
+		return true
 	})
 }
 
-// in returns a client whose requests carry X-Region: region ("" for none).
-func (s *stack) in(t testing.TB, region string) *layertest.Client {
+// target is the stack for requests that carry X-Region: region ("" for none).
+func (s *stack) target(region string) layertest.Target {
 	tg := s.tg
 	if region != "" {
 		tg.Headers = http.Header{"X-Region": {region}}
 	}
-	return layertest.NewClient(t, tg)
+	return tg
+}
+
+// in returns a client whose requests carry X-Region: region ("" for none).
+func (s *stack) in(t testing.TB, region string) *layertest.Client {
+	return layertest.NewClient(t, s.target(region))
 }
 
 // writeTo posts a write with an optional body region.
