@@ -16,6 +16,7 @@
 #   PROMETHEUS_IMAGE  dblayers-local/prometheus:2     prom/prometheus
 #   GOLANG_IMAGE      dblayers-local/golang:1.26      golang:1.26 (with the modules of go.sum)
 #   RUNTIME_IMAGE     dblayers-local/static:nonroot   gcr.io/distroless/static-debian12:nonroot
+#   TOXIPROXY_IMAGE   dblayers-local/toxiproxy:2      ghcr.io/shopify/toxiproxy:2.12.0 (drills)
 #
 # Debian has no Grafana, so GRAFANA_IMAGE keeps its official default (see TESTING.md).
 # Each image carries a label with the hash of what it was built from (its recipe in
@@ -123,7 +124,7 @@ mongo() {
 golang() {
 	local image=$1 ctx=$work/golang goroot hash
 	goroot=$(go env GOROOT)
-	hash=$(printf '%s %s %s %s' "$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")" "$(go version)" \
+	hash=$(printf '%s %s %s' "$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")" "$(go version)" \
 		"$(hash_of "$RECIPES/golang" "$REPO/go.mod" "$REPO/go.sum")" | sha256sum | cut -d' ' -f1)
 	fresh "$image" "$hash" && return 0
 	mkdir -p "$ctx"
@@ -153,6 +154,24 @@ static() {
 		die "docker import of $image failed"
 }
 
+# The toxiproxy stand-in: Toxiproxy's server and CLI at the version go.mod pins, built here
+# (a container reaches no module proxy) as static binaries, on an empty image as the official
+# one is. go install with an explicit version resolves the CLI's own dependencies, which the
+# project's go.sum does not hold.
+toxiproxy() {
+	local image=$1 ctx=$work/toxiproxy version hash
+	version=$(cd "$REPO" && go list -m -f '{{.Version}}' github.com/Shopify/toxiproxy/v2) ||
+		die "go list of Toxiproxy's module failed"
+	mkdir -p "$ctx"
+	cp "$RECIPES/toxiproxy/Dockerfile" "$ctx/"
+	(cd "$ctx" && CGO_ENABLED=0 GOFLAGS='' GOBIN="$ctx/bin" go install -trimpath \
+		"github.com/Shopify/toxiproxy/v2/cmd/server@$version" "github.com/Shopify/toxiproxy/v2/cmd/cli@$version") ||
+		die "go install of Toxiproxy $version failed"
+	mv "$ctx/bin/server" "$ctx/toxiproxy" && mv "$ctx/bin/cli" "$ctx/toxiproxy-cli" && rmdir "$ctx/bin"
+	hash=$(hash_of "$ctx")
+	fresh "$image" "$hash" || build "$image" "$ctx" "$hash"
+}
+
 started=$SECONDS
 base
 packaged dblayers-local/postgres:15 postgres
@@ -161,6 +180,7 @@ packaged dblayers-local/prometheus:2 prometheus
 mongo dblayers-local/mongo:7 dblayers-local/postgres:15
 golang dblayers-local/golang:1.26
 static dblayers-local/static:nonroot
+toxiproxy dblayers-local/toxiproxy:2
 say "local images ready in $((SECONDS - started))s"
 
 cat <<'EOF'
@@ -170,4 +190,5 @@ export MONGO_IMAGE=dblayers-local/mongo:7
 export PROMETHEUS_IMAGE=dblayers-local/prometheus:2
 export GOLANG_IMAGE=dblayers-local/golang:1.26
 export RUNTIME_IMAGE=dblayers-local/static:nonroot
+export TOXIPROXY_IMAGE=dblayers-local/toxiproxy:2
 EOF

@@ -23,6 +23,7 @@ const usage = `drill: a fault drill against a running layer (loopback only).
 
 Usage:
   drill -layer N -fault FAULT -server NAME [flags]
+  drill -compose-faults docker-compose/lN.yml > faults.yml   the compose override for network faults
 
 Runs writers of distinct keys and readers of one hot key against the layer for -duration:
 the first third as it is ("before"), the second with FAULT on server NAME ("fault"), the
@@ -41,7 +42,7 @@ the local stack, or a compose service; several may be given, comma-separated):
   latency    add -latency each way on NAME's connections   } through Toxiproxy: the layer must
   hang       drop every byte, keep connections open        } run through it (local:
   reset      reset every connection as data crosses it     } scripts/stack.sh up N --faults;
-  cut        close each connection after -cut-bytes of     } compose: see DRILLS.md). NAME is
+  cut        close each connection after -cut-bytes of     } compose: -compose-faults). NAME is
              answer                                        } the proxy, named after the server
   partition  L9: hang every proxy of region NAME (us-east, eu-west, asia-pac): that region
              cut off from the layer
@@ -65,6 +66,14 @@ Flags:
                     (X-API-Key: enterprise-api-key-demo) unless one is given
   -toxiproxy URL    Toxiproxy's API (default http://127.0.0.1:8474)
   -stack PATH       the local stack's script (default scripts/stack.sh: run from the repository)
+
+Compose and network faults: -compose-faults FILE prints an override for that compose file
+that adds a toxiproxy service (profile faults; image $TOXIPROXY_IMAGE, default
+ghcr.io/shopify/toxiproxy:2.12.0; API on 127.0.0.1:8474) with a proxy per backing server,
+named after its service, and points the layer's binaries at the proxies:
+  go run ./cmd/drill -compose-faults docker-compose/l2.yml > /tmp/l2-faults.yml
+  docker compose -f docker-compose/l2.yml -f /tmp/l2-faults.yml --profile faults up -d --build
+  go run ./cmd/drill -layer 2 -target compose -fault hang -server redis
 
 Examples:
   scripts/stack.sh up 2 --faults
@@ -94,6 +103,9 @@ type config struct {
 	header      http.Header
 	toxiproxy   string
 	stackScript string
+	// composeFaults, when set, is a compose file to print the fault override of (and the
+	// only thing to do).
+	composeFaults string
 }
 
 // l10DevKey is the development API key that L10 accepts when ENVIRONMENT=development, as
@@ -123,11 +135,15 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Var(&headers, "H", "")
 	fs.StringVar(&c.toxiproxy, "toxiproxy", "http://127.0.0.1:8474", "")
 	fs.StringVar(&c.stackScript, "stack", "scripts/stack.sh", "")
+	fs.StringVar(&c.composeFaults, "compose-faults", "", "")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags only; -h for usage)", fs.Arg(0))
+	}
+	if c.composeFaults != "" {
+		return c, nil
 	}
 	switch {
 	case c.layer < 0 || c.layer > 10:
@@ -198,6 +214,9 @@ func run(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if c.composeFaults != "" {
+		return writeComposeOverride(ctx, c.composeFaults, os.Stdout)
 	}
 	w := c.workload()
 	if err := w.Validate(); err != nil {
