@@ -90,7 +90,7 @@ const logFlushInterval = 100 * time.Millisecond
 
 // bufferedWriter gathers log lines and writes them in batches. An HTTP service logs one
 // line per request; written one by one, each line costs a write(2) under the logger's
-// lock, which on a small machine was a third of a hot read's server time (docs/hot-read-cost.md).
+// lock, on the path of every request (docs/hot-read-cost.md says how to measure it).
 // Lines wait at most logFlushInterval, and Run flushes on exit; a crash loses at most
 // that last interval of access lines.
 type bufferedWriter struct {

@@ -17,7 +17,7 @@ import (
 
 // BenchmarkDrain measures how fast workers empty a backlog: b.N writes of distinct keys
 // are queued with no worker running, then the workers start and the clock runs until the
-// stream is empty. rows/s is the flush rate. For the README's figure:
+// stream is empty. rows/s is the flush rate (docs/l6-write-cost.md):
 //
 //	go test -run '^$' -bench Drain -benchtime 200000x ./internal/writequeue/
 func BenchmarkDrain(b *testing.B) {
