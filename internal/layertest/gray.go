@@ -159,3 +159,17 @@ func AssertOnly503s(t testing.TB, p *drill.PhaseStats) {
 		}
 	}
 }
+
+// AssertSkipped fails t unless the reads served in phase name were at least four times what
+// the run's readers could have had by waiting out timeout on every read: the failing
+// dependency was skipped, not waited on. A count, not a speed: it holds on a slow machine.
+func AssertSkipped(t testing.TB, res *drill.Result, name string, timeout time.Duration) {
+	t.Helper()
+	p := res.Phase(name)
+	if !assert.NotNil(t, p, "phase %q", name) {
+		return
+	}
+	waited := float64(res.Workload.Readers) * p.Duration.Seconds() / timeout.Seconds()
+	assert.Greater(t, float64(p.Reads.OK), 4*waited,
+		"reads served in phase %q: waiting out %s on each, %d readers would have had %.0f", name, timeout, res.Workload.Readers, waited)
+}

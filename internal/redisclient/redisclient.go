@@ -28,6 +28,12 @@ const (
 	ProbeEvery = time.Second
 )
 
+// ReadTimeout bounds waiting for one reply (and WriteTimeout sending one command).
+const (
+	ReadTimeout  = 500 * time.Millisecond
+	WriteTimeout = 500 * time.Millisecond
+)
+
 // Client is a go-redis client whose every command and pipeline goes through a Guard.
 type Client struct {
 	*redis.Client
@@ -139,8 +145,8 @@ func Options(url string) (*redis.Options, error) {
 		return nil, fmt.Errorf("parse redis URL: %w", err)
 	}
 	opt.DialTimeout = time.Second
-	opt.ReadTimeout = 500 * time.Millisecond
-	opt.WriteTimeout = 500 * time.Millisecond
+	opt.ReadTimeout = ReadTimeout
+	opt.WriteTimeout = WriteTimeout
 	opt.MaxRetries = -1   // no retries: a failed cache call falls back, it does not wait
 	opt.DialerRetries = 1 // one dial per connection attempt
 	opt.DisableIdentity = true

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dblayers/dblayers/internal/drill"
 	"github.com/dblayers/dblayers/internal/layertest"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/layers/l2"
 )
@@ -19,13 +20,16 @@ import (
 // value is read afterwards (the drill's read-back).
 func TestGrayCache(t *testing.T) {
 	const queryTimeout = time.Second
-	layertest.EachGrayFault(t, testenv.RedisURL, queryTimeout+layertest.Margin, func(t *testing.T, _, url string, g layertest.Gray) {
+	layertest.EachGrayFault(t, testenv.RedisURL, queryTimeout+layertest.Margin, func(t *testing.T, fault, url string, g layertest.Gray) {
 		srv := layertest.Serve(t, l2.New, func(c *l2.Config) {
 			c.DatabaseURL, c.RedisURL, c.Pool.QueryTimeout = testenv.PostgresURL(t), url, queryTimeout
 		})
-		during := layertest.Drill(t, layertest.Target{URL: srv.URL, Layer: l2.Layer}, g).Phase(drill.PhaseFault)
+		res := layertest.Drill(t, layertest.Target{URL: srv.URL, Layer: l2.Layer}, g)
+		during := res.Phase(drill.PhaseFault)
 		assert.Zero(t, during.Failed, "without its cache the layer still serves every request")
-		assert.Positive(t, during.Reads.OK, "reads served during the fault")
+		if fault == "hang" {
+			layertest.AssertSkipped(t, res, drill.PhaseFault, redisclient.ReadTimeout)
+		}
 	})
 }
 

@@ -22,8 +22,7 @@ const grayQueryTimeout = time.Second
 // that its reads reach its database). Every answer comes within the query timeout plus a
 // margin, every failure is a 503, and every read is served: by the next region when
 // eu-west's fails. A region that hangs or resets is skipped after a few failed calls, and
-// its reads go on at no less than a quarter of the rate before the fault (waiting out the
-// timeout instead, the readers would get a few reads a second). Writes homed elsewhere
+// its reads go on at many times what waiting out the timeout on each would allow. Writes homed elsewhere
 // meanwhile reach eu-west once it is back, and every acknowledged write reads back in
 // every region's database.
 func TestGrayRegion(t *testing.T) {
@@ -60,7 +59,7 @@ func TestGrayRegion(t *testing.T) {
 			before.OKReadsPerSec(), during.OKReadsPerSec(), before.OKWritesPerSec(), during.OKWritesPerSec())
 		assert.Equal(t, during.Reads.Count(), during.Reads.OK, "every read during the fault was served: %v", during.Reads.Answers)
 		if skipped {
-			assert.GreaterOrEqual(t, during.OKReadsPerSec(), before.OKReadsPerSec()/4, "reads per second with eu-west skipped, against before")
+			layertest.AssertSkipped(t, res, drill.PhaseFault, grayQueryTimeout)
 		}
 		for _, p := range res.Phases {
 			layertest.AssertOnly503s(t, &p)
@@ -72,8 +71,8 @@ func TestGrayRegion(t *testing.T) {
 
 // The replication path to and from eu-west is cut (its connections hang, as in a
 // partition between regions) under writers and readers homed in eu-west. The regions keep
-// serving their own requests: every answer fast, none failing, reads at no less than a
-// quarter of the rate before. The shippers time out, back off and keep every undelivered
+// serving their own requests: every answer fast, none failing, reads at many times what
+// waiting out the timeout on each would allow. The shippers time out, back off and keep every undelivered
 // write in the outboxes; once the cut heals they deliver it, and every acknowledged write
 // reads back in every region's database.
 func TestGrayPartition(t *testing.T) {
@@ -103,7 +102,7 @@ func TestGrayPartition(t *testing.T) {
 		before.OKReadsPerSec(), during.OKReadsPerSec(), before.OKWritesPerSec(), during.OKWritesPerSec())
 	assert.Zero(t, during.Failed, "a cut between regions costs no request its answer: %v %v", during.Reads.Answers, during.Writes.Answers)
 	assert.Positive(t, during.Writes.OK)
-	assert.GreaterOrEqual(t, during.OKReadsPerSec(), before.OKReadsPerSec()/4, "reads per second during the fault, against before")
+	layertest.AssertSkipped(t, res, drill.PhaseFault, grayQueryTimeout)
 	s.settle(t)
 	assertEverywhere(t, s, res.Acknowledged)
 }
