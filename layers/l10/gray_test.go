@@ -9,6 +9,7 @@ import (
 
 	"github.com/dblayers/dblayers/internal/drill"
 	"github.com/dblayers/dblayers/internal/layertest"
+	"github.com/dblayers/dblayers/internal/redisclient"
 	"github.com/dblayers/dblayers/internal/testenv"
 	"github.com/dblayers/dblayers/layers/l10"
 )
@@ -37,11 +38,15 @@ func TestGray(t *testing.T) {
 			f = f.another(t, func(c *l10.Config) {
 				c.Pool.QueryTimeout, c.BreakerTimeout = queryTimeout, time.Second
 			})
-			res := layertest.Drill(t, f.tg, layertest.Gray{Bound: queryTimeout + layertest.Margin}.Proxied(proxy, "hang", 0, 0))
+			// Four seconds of fault: writers wait out the timeout on the shard's keys until
+			// CIRCUIT_BREAKER_THRESHOLD (5) failures in a row open its breaker.
+			g := layertest.Gray{Bound: queryTimeout + layertest.Margin, Fault: 4 * time.Second}
+			res := layertest.Drill(t, f.tg, g.Proxied(proxy, "hang", 0, 0))
 			during := res.Phase(drill.PhaseFault)
 			layertest.AssertOnly503s(t, during)
 			if backend == "cache" {
 				assert.Zero(t, during.Failed, "without its shared cache tier the layer still serves every request")
+				layertest.AssertSkipped(t, res, drill.PhaseFault, redisclient.ReadTimeout)
 			} else {
 				assert.Positive(t, during.Writes.OK, "the other shard's keys are written during the hang")
 			}

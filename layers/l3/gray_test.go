@@ -32,7 +32,7 @@ func TestGrayReplica(t *testing.T) {
 	res := layertest.Drill(t, tg.Target, layertest.Gray{Bound: queryTimeout + layertest.Margin}.Proxied(proxy, "hang", 0, 0))
 	during := res.Phase(drill.PhaseFault)
 	assert.Zero(t, during.Failed, "a hanging replica costs no request its answer")
-	assert.Positive(t, during.Reads.OK)
+	layertest.AssertSkipped(t, res, drill.PhaseFault, queryTimeout)
 	testenv.WaitFor(t, 10*time.Second, "replica-1 to serve again", func() bool {
 		return replicaStat(t, tg, "replica-1")["serving"] == true
 	})
