@@ -61,6 +61,8 @@ Flags:
   -latency D        the latency fault's delay each way (default 1s)
   -cut-bytes N      the cut fault's bytes per connection (default 64)
   -recover-run N    successful answers in a row that count as recovered (default 20)
+  -settle D         how long the read-back retries a key that reads missing, wrong or fails
+                    (default 10s): longer for a layer whose breaker stays open (L10: 30s)
   -url URL          the layer's base URL (default http://127.0.0.1:800N)
   -H 'Name: value'  a header for every request, repeatable; L10 gets its development key
                     (X-API-Key: enterprise-api-key-demo) unless one is given
@@ -99,6 +101,7 @@ type config struct {
 	latency     time.Duration
 	cutBytes    int64
 	recoverRun  int
+	settle      time.Duration
 	baseURL     string
 	header      http.Header
 	toxiproxy   string
@@ -131,6 +134,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.latency, "latency", time.Second, "")
 	fs.Int64Var(&c.cutBytes, "cut-bytes", 64, "")
 	fs.IntVar(&c.recoverRun, "recover-run", drill.DefaultRecoverRun, "")
+	fs.DurationVar(&c.settle, "settle", drill.DefaultReadBackSettle, "")
 	fs.StringVar(&c.baseURL, "url", "", "")
 	fs.Var(&headers, "H", "")
 	fs.StringVar(&c.toxiproxy, "toxiproxy", "http://127.0.0.1:8474", "")
@@ -154,6 +158,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("-duration %v: between 3s and 10m", c.duration)
 	case c.latency <= 0 || c.cutBytes < 0:
 		return c, errors.New("-latency must be positive and -cut-bytes at least 0")
+	case c.settle <= 0 || c.settle > 10*time.Minute:
+		return c, fmt.Errorf("-settle %v: between 0 and 10m", c.settle)
 	}
 	if _, ok := faults[c.fault]; !ok {
 		return c, fmt.Errorf("-fault %q: one of %s", c.fault, strings.Join(faultNames(), ", "))
@@ -175,7 +181,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.baseURL == "" {
 		c.baseURL = fmt.Sprintf("http://127.0.0.1:%d", 8000+c.layer)
 	}
-	c.header = http.Header(headers)
+	c.header = http.Header{}
+	for name, values := range headers {
+		c.header[name] = values
+	}
 	if c.layer == 10 && c.header.Get("X-API-Key") == "" && c.header.Get("Authorization") == "" {
 		c.header.Set("X-API-Key", l10DevKey)
 	}
@@ -203,7 +212,7 @@ func (h *headerFlags) Set(s string) error {
 func (c config) workload() drill.Workload {
 	return drill.Workload{
 		BaseURL: c.baseURL, Writers: c.writers, Readers: c.readers, RequestTimeout: c.timeout,
-		Header: c.header, RecoverRun: c.recoverRun,
+		Header: c.header, RecoverRun: c.recoverRun, ReadBackSettle: c.settle,
 	}
 }
 
@@ -279,7 +288,7 @@ func drillLayer(ctx context.Context, c config, w drill.Workload, f fault, out io
 	res := run.Stop()
 
 	logf("reading back %d acknowledged writes", len(res.Acknowledged))
-	readCtx, cancel := context.WithTimeout(ctx, w.RequestTimeout+drill.DefaultReadBackSettle+2*time.Minute)
+	readCtx, cancel := context.WithTimeout(ctx, w.RequestTimeout+w.ReadBackSettle+2*time.Minute)
 	defer cancel()
 	_, readErr := res.ReadBack(readCtx, c.baseURL, nil)
 	if err := res.Print(out); err != nil {

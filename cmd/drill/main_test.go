@@ -36,6 +36,7 @@ func TestParseFlags(t *testing.T) {
 		{"none with a server", []string{"-layer", "2", "-fault", "none", "-server", "x"}, "takes no -server"},
 		{"other target", []string{"-layer", "2", "-fault", "none", "-target", "k8s"}, "local or compose"},
 		{"too long", []string{"-layer", "2", "-fault", "none", "-duration", "11m"}, "between 3s and 10m"},
+		{"no settling", []string{"-layer", "2", "-fault", "none", "-settle", "0s"}, "-settle"},
 		{"bad header", []string{"-layer", "2", "-fault", "none", "-H", "no colon"}, "want 'Name: value'"},
 		{"argument", []string{"-layer", "2", "-fault", "none", "extra"}, "unexpected argument"},
 	} {
@@ -59,6 +60,10 @@ func TestParseFlagsDefaults(t *testing.T) {
 	assert.Equal(t, l10DevKey, c.header.Get("X-API-Key"), "L10 gets the development key")
 	assert.Equal(t, "1", c.header.Get("X-Trace"))
 	assert.NoError(t, c.workload().Validate())
+
+	c, err = parseFlags([]string{"-layer", "10", "-fault", "none"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, l10DevKey, c.header.Get("X-API-Key"), "without -H too")
 
 	c, err = parseFlags([]string{"-layer", "10", "-fault", "none", "-H", "X-API-Key: mine"}, io.Discard)
 	require.NoError(t, err)

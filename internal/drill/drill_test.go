@@ -296,4 +296,10 @@ func TestPrint(t *testing.T) {
 	assert.Contains(t, out, "acknowledged writes: ")
 	assert.Contains(t, out, ", lost: 0\n")
 	assert.Contains(t, out, "time to recover: ")
+	assert.NotContains(t, out, "still failed")
+
+	res.Phases[len(res.Phases)-1].LastFailure = res.Phases[len(res.Phases)-1].Recovery + 5*time.Second
+	b.Reset()
+	require.NoError(t, res.Print(&b))
+	assert.Contains(t, b.String(), "but requests still failed until ")
 }

@@ -161,6 +161,9 @@ func (r *Result) Print(out io.Writer) error {
 	if d, ok := r.TimeToRecover(); ok {
 		fmt.Fprintf(&b, "time to recover: %.2fs (from the start of %q to the last of the first %d successful answers in a row)\n",
 			d.Seconds(), PhaseAfter, w.RecoverRun)
+		if last := r.Phase(PhaseAfter).LastFailure; last > d {
+			fmt.Fprintf(&b, "  but requests still failed until %.2fs\n", last.Seconds())
+		}
 	} else if r.Phase(PhaseAfter) != nil {
 		fmt.Fprintf(&b, "time to recover: not recovered (no %d successful answers in a row in %q)\n", w.RecoverRun, PhaseAfter)
 	}
