@@ -28,8 +28,9 @@
 #
 # The Docker part follows a run of the whole suite (./...), or any run with --docker: it builds
 # the local stand-in images (scripts/images.sh); runs the tests of four packages
-# (container_packages below) with the DBLAYERS_TEST_* variables unset, so that internal/testenv
-# starts their servers as containers (testcontainers-go, labelled
+# (container_packages below) with the DBLAYERS_TEST_* variables unset and
+# DBLAYERS_TEST_CONTAINERS=1, so that internal/testenv starts their shared servers as containers,
+# not from this machine's binaries (testcontainers-go, labelled
 # dblayers.testenv=$DBLAYERS_TEST_RUN), and checks that it did; then brings up every
 # docker-compose/lN.yml as its own project on remapped ports and checks it (TestComposeUp in
 # docker-compose/up_test.go), removing every container, network and volume it made. Under
@@ -160,14 +161,12 @@ ensure_packages postgres redis cc chromium
 work=$(mktemp -d "${TMPDIR:-/tmp}/dblayers-test.XXXXXX")
 chmod 755 "$work" # the postgres OS user must reach the cluster inside
 
-# A throw-away cluster: durability is not wanted here, speed is. md5 still checks the password,
-# but without SCRAM's 4096 key-derivation rounds per connection, which made the tests' bursts
-# of new connections time out on a busy 2-core machine under -race (51 ms against 13 ms each).
+# A throw-away cluster with the settings of every test PostgreSQL, which internal/testenv reads
+# too: no durability, and passwords checked with what its password_encryption says (md5).
+pg_conf="$REPO/internal/testenv/postgresql.conf"
 free_port pg_port
-DBL_PG_HOST_AUTH=md5 DBL_PG_SETTINGS="fsync = off
-synchronous_commit = off
-full_page_writes = off
-max_connections = 400" pg_init_start test-pg "$pg_port" "$work/pg" ferretdb
+DBL_PG_HOST_AUTH=$(sed -n 's/^password_encryption = //p' "$pg_conf") DBL_PG_SETTINGS=$(<"$pg_conf") \
+	pg_init_start test-pg "$pg_port" "$work/pg" ferretdb
 
 free_port redis_port
 redis_start test-redis "$redis_port" "$work/redis" --databases 4096 --save "" --appendonly no
@@ -237,7 +236,7 @@ if [[ $docker_part == docker ]]; then
 	docker_rc=0
 	logged quiet "$work/containers-test.log" env -u DBLAYERS_TEST_PG_URL -u DBLAYERS_TEST_REDIS_URL \
 		-u DBLAYERS_TEST_MONGO_URL -u DBLAYERS_TEST_PG_BIN -u DBLAYERS_TEST_REDIS_SERVER -u DBLAYERS_TEST_FERRETDB \
-		go test -count=1 -v "${container_packages[@]}" || docker_rc=$?
+		DBLAYERS_TEST_CONTAINERS=1 go test -count=1 -v "${container_packages[@]}" || docker_rc=$?
 	if ((docker_rc == 0)); then
 		grep -E '^(ok|--- SKIP|testenv: )' "$work/containers-test.log" | sed 's/^/    /' >&2 || true
 	else

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,9 +24,10 @@ import (
 	"github.com/testcontainers/testcontainers-go/wait"
 )
 
-// When a server's variable is unset and a Docker engine answers, the server runs in a
-// container started with testcontainers-go: a shared one per kind per test binary, started by
-// the first test that needs it, and private ones for the tests that stop and start servers.
+// When a server's variable is unset, no native server can be had (native.go) and a Docker
+// engine answers, the server runs in a container started with testcontainers-go: a shared one
+// per kind per test binary, started by the first test that needs it, and private ones for the
+// tests that stop and start servers.
 // The images are the ones the compose files use, from the same variables (scripts/images.sh
 // builds local stand-ins and prints them):
 //
@@ -148,49 +148,36 @@ func requireLoopback(t testing.TB) {
 	}
 }
 
-// sharedContainer is a server in a container that the tests of one binary share.
-type sharedContainer struct {
-	once sync.Once
-	url  string
-	err  error
-}
-
-var shared struct {
-	postgres, redis, mongo sharedContainer
-}
-
-// get starts the container with run once and returns its URL; kind and image name it in the
-// one line logged to stderr that says where the server came from.
-func (c *sharedContainer) get(t testing.TB, kind, image string, run func(ctx context.Context, image string) (string, error)) string {
+// containerShared starts the shared server s of this test binary from image with run,
+// unless it runs, and returns its URL. Without a Docker engine the test is Missing.
+func containerShared(t testing.TB, s *sharedServer, image string, run func(ctx context.Context, image string) (string, error)) string {
 	t.Helper()
 	if err := dockerEngine(); err != nil {
-		Missing(t, "no %s: its variable is unset and no Docker engine answers (%v)", kind, err)
+		Missing(t, "no %s: its variable is unset, no native server can be had here, and no Docker engine answers (%v)",
+			s.kind, err)
 	}
 	requireLoopback(t)
-	c.once.Do(func() {
+	return s.get(t, func() (string, string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), containerStartTimeout)
 		defer cancel()
-		c.url, c.err = run(ctx, image)
-		if c.err == nil {
-			fmt.Fprintf(os.Stderr, "testenv: %s from container %s\n", kind, image)
+		url, err := run(ctx, image)
+		if err != nil {
+			return "", "", fmt.Errorf("container from %s: %w", image, err)
 		}
+		return url, "container " + image, nil
 	})
-	if c.err != nil {
-		t.Fatalf("start a %s container from %s: %v", kind, image, c.err)
-	}
-	return c.url
 }
 
 // containerPostgres is the superuser URL of the shared PostgreSQL container.
 func containerPostgres(t testing.TB) string {
 	t.Helper()
-	return shared.postgres.get(t, "PostgreSQL", image(EnvPostgresImage, "postgres:15-alpine"),
+	return containerShared(t, &shared.postgres, image(EnvPostgresImage, "postgres:15-alpine"),
 		func(ctx context.Context, image string) (string, error) {
 			ctr, err := tcpostgres.Run(ctx, image, containerOptions(
-				tcpostgres.WithUsername(containerPGUser), tcpostgres.WithPassword(containerPGPassword),
+				tcpostgres.WithUsername(pgUser), tcpostgres.WithPassword(pgPassword),
 				tcpostgres.WithDatabase("postgres"), tcpostgres.BasicWaitStrategies(),
-				// A throw-away server, tuned as scripts/test.sh tunes its own.
-				testcontainers.WithCmd(append([]string{"postgres"}, postgresFlags(throwAwayPG(400))...)...),
+				// A throw-away server, with the settings of every test server.
+				testcontainers.WithCmd(append([]string{"postgres"}, postgresFlags(pgSettings())...)...),
 			)...)
 			if err != nil {
 				return "", err
@@ -202,7 +189,7 @@ func containerPostgres(t testing.TB) string {
 // containerRedis is the URL of the shared Redis container (redisDatabases databases).
 func containerRedis(t testing.TB) string {
 	t.Helper()
-	return shared.redis.get(t, "Redis", image(EnvRedisImage, "redis:7-alpine"),
+	return containerShared(t, &shared.redis, image(EnvRedisImage, "redis:7-alpine"),
 		func(ctx context.Context, image string) (string, error) {
 			ctr, err := tcredis.Run(ctx, image, containerOptions(
 				testcontainers.WithCmd("redis-server", "--databases", strconv.Itoa(redisDatabases),
@@ -218,7 +205,7 @@ func containerRedis(t testing.TB) string {
 // containerMongo is the URL of the shared MongoDB-wire container.
 func containerMongo(t testing.TB) string {
 	t.Helper()
-	return shared.mongo.get(t, "MongoDB", image(EnvMongoImage, "mongo:7"),
+	return containerShared(t, &shared.mongo, image(EnvMongoImage, "mongo:7"),
 		func(ctx context.Context, image string) (string, error) {
 			ctr, err := testcontainers.Run(ctx, image, containerOptions(
 				testcontainers.WithExposedPorts(mongoPort),
@@ -232,13 +219,13 @@ func containerMongo(t testing.TB) string {
 		})
 }
 
-// The container ports, and the superuser of a PostgreSQL container.
+// The container ports, and the superuser of every test PostgreSQL.
 const (
-	postgresPort        = "5432/tcp"
-	redisPort           = "6379/tcp"
-	mongoPort           = "27017/tcp"
-	containerPGUser     = "dbuser"
-	containerPGPassword = "dbpassword"
+	postgresPort = "5432/tcp"
+	redisPort    = "6379/tcp"
+	mongoPort    = "27017/tcp"
+	pgUser       = "dbuser"
+	pgPassword   = "dbpassword"
 )
 
 // image is the value of the variable env, else def.
@@ -298,24 +285,16 @@ func publishOnLoopback(req *testcontainers.GenericContainerRequest) error {
 	})(req)
 }
 
-// startWatcher starts a detached shell that waits for this test binary to exit and then
-// removes the containers labelled with its pid. It needs the docker command; without it the
+// startWatcher starts a watcher (afterExit) that removes the containers labelled with this
+// test binary's pid once it has exited. It needs the docker command; without it the
 // containers stay until scripts/test.sh (or `docker rm`) removes them.
 func startWatcher() {
 	docker, err := exec.LookPath("docker")
 	if err != nil {
 		return
 	}
-	pid := strconv.Itoa(os.Getpid())
-	cmd := exec.Command("sh", "-c", `while kill -0 "$1" 2>/dev/null; do sleep 1; done
-ids=$("$2" ps -aq --filter "label=$3=$1")
-[ -z "$ids" ] || "$2" rm -fv $ids >/dev/null 2>&1`, "testenv-watcher", pid, docker, labelPid)
-	// Its own session and no inherited output: go test waits for the test binary's output to
-	// close, and an interrupt of the test's process group must not take the watcher with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err == nil {
-		_ = cmd.Process.Release()
-	}
+	_ = afterExit(os.Getpid(), `ids=$("$1" ps -aq --filter "label=$2=$3")
+[ -z "$ids" ] || "$1" rm -fv $ids >/dev/null 2>&1`, docker, labelPid, strconv.Itoa(os.Getpid()))
 }
 
 // privateContainer is a container of one test's own that it stops and starts. Its port is

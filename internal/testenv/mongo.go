@@ -3,6 +3,7 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,9 +24,8 @@ import (
 // The MongoDB servers of the tests, set by scripts/test.sh:
 //
 //	DBLAYERS_TEST_MONGO_URL   a MongoDB-compatible server (FerretDB locally); each test gets a database
-//	DBLAYERS_TEST_FERRETDB    a built tools/ferretdb binary, for tests that start private servers
-//	                          (each keeps its documents in a database of its own on the shared
-//	                          PostgreSQL server, DBLAYERS_TEST_PG_URL)
+//	DBLAYERS_TEST_FERRETDB    a built tools/ferretdb binary, for the FerretDBs testenv starts
+//	                          itself (ferretdbBin)
 const (
 	EnvMongoURL = "DBLAYERS_TEST_MONGO_URL"
 	EnvFerretDB = "DBLAYERS_TEST_FERRETDB"
@@ -36,7 +37,7 @@ func MongoURL(t testing.TB) (url, database string) {
 	t.Helper()
 	url = os.Getenv(EnvMongoURL)
 	if url == "" {
-		url = containerMongo(t)
+		url = sharedMongo(t)
 	}
 	database = DatabaseName(t)
 	t.Cleanup(func() {
@@ -71,17 +72,18 @@ type MongoServer struct {
 	ctr   *privateContainer
 }
 
-// StartMongo starts a FerretDB from DBLAYERS_TEST_FERRETDB on a free port, keeping its
-// documents in a database of its own on the shared test PostgreSQL server (PostgresURL). It is
-// killed, and its log and database removed, when t ends. Without DBLAYERS_TEST_FERRETDB it is
-// a container of MONGO_IMAGE when a Docker engine answers, its port published on the same free
-// port; its data (the image's volume) survives Stop and Start.
+// StartMongo starts a FerretDB (ferretdbBin) on a free port, keeping its documents in a
+// database of its own on the shared test PostgreSQL server (PostgresURL). It is killed, and
+// its log and database removed, when t ends. Without a FerretDB it is a container of
+// MONGO_IMAGE when a Docker engine answers, its port published on the same free port; its
+// data (the image's volume) survives Stop and Start.
 func StartMongo(t testing.TB) *MongoServer {
 	t.Helper()
-	bin := os.Getenv(EnvFerretDB)
+	bin := ferretdbBin(t)
 	if bin == "" {
 		if err := dockerEngine(); err != nil {
-			Missing(t, "%s is not set, and no Docker engine answers (%v)", EnvFerretDB, err)
+			Missing(t, "no FerretDB to run (%s unset, no tools/ferretdb to build), and no Docker engine answers (%v)",
+				EnvFerretDB, err)
 		}
 		s := &MongoServer{Port: FreePort(t)}
 		s.ctr = startPrivateContainer(t, "MongoDB", EnvMongoImage, "mongo:7", mongoPort, s.Port,
@@ -90,6 +92,9 @@ func StartMongo(t testing.TB) *MongoServer {
 	}
 	pgURL := PostgresURL(t)
 	dir := t.TempDir()
+	if err := watch(dir, mongoPid); err != nil {
+		t.Fatal(err)
+	}
 	s := &MongoServer{Port: FreePort(t), Dir: dir, pgURL: pgURL, bin: bin}
 	// Registered after PostgresURL's cleanup, so it runs before the database is dropped.
 	t.Cleanup(func() { s.kill(syscall.SIGKILL, 0) })
@@ -107,23 +112,36 @@ func (s *MongoServer) Start(t testing.TB) {
 		s.ctr.start(t)
 		return
 	}
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start starts a native server, writes its pid to Dir/ferretdb.pid (mongoPid) and waits
+// until it accepts connections.
+func (s *MongoServer) start() error {
 	if s.cmd != nil {
-		t.Fatal("start ferretdb: already running")
+		return errors.New("start ferretdb: already running")
 	}
 	logFile, err := os.OpenFile(filepath.Join(s.Dir, "ferretdb.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer logFile.Close()
 	cmd := exec.Command(s.bin, "-listen-addr", "127.0.0.1:"+strconv.Itoa(s.Port), "-postgresql-url", s.pgURL)
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start ferretdb: %v", err)
+		return fmt.Errorf("start ferretdb: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, mongoPid.file), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return err
 	}
 	s.cmd, s.done = cmd, make(chan struct{})
 	ready := make(chan bool, 1)
@@ -146,13 +164,77 @@ func (s *MongoServer) Start(t testing.TB) {
 	select {
 	case ok := <-ready:
 		if ok {
-			return
+			return nil
 		}
 	case <-time.After(30 * time.Second):
 	}
 	s.kill(syscall.SIGKILL, 0)
 	log, _ := os.ReadFile(filepath.Join(s.Dir, "ferretdb.log"))
-	t.Fatalf("start ferretdb on port %d: not ready\n%s", s.Port, log)
+	return fmt.Errorf("start ferretdb on port %d: not ready\n%s", s.Port, log)
+}
+
+// ferretdbBuildTimeout bounds building tools/ferretdb: minutes from nothing on a busy 2-core
+// machine, seconds once the build cache has it.
+const ferretdbBuildTimeout = 10 * time.Minute
+
+// ferretdbBuild is the build of tools/ferretdb that ferretdbBin made for this test binary.
+var ferretdbBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// ferretdbBin is the FerretDB of the servers testenv starts: DBLAYERS_TEST_FERRETDB, else
+// tools/ferretdb of this repository built (once per test binary, by buildFerretDB) into the
+// user's cache directory. It is "" when there is none to have here (no go command, no
+// tools/ferretdb above the working directory, no cache directory); it fails t when the
+// build fails.
+func ferretdbBin(t testing.TB) string {
+	t.Helper()
+	if bin := os.Getenv(EnvFerretDB); bin != "" {
+		return bin
+	}
+	ferretdbBuild.once.Do(func() { ferretdbBuild.path, ferretdbBuild.err = buildFerretDB() })
+	if ferretdbBuild.err != nil {
+		t.Fatal(ferretdbBuild.err)
+	}
+	return ferretdbBuild.path
+}
+
+// buildFerretDB builds the tools/ferretdb found above the working directory (a test runs in
+// its package's) into dblayers/ferretdb in the user's cache directory, as scripts/lib.sh's
+// ferretdb_build does, and returns its path ("" when any of the three is missing). The go
+// command leaves a binary that is up to date as it is (a second of checks); an flock on
+// ferretdb.lock beside it keeps test binaries that build at once from writing it together
+// (each waits for the others' builds, which ferretdbBuildTimeout bounds).
+func buildFerretDB() (string, error) {
+	goBin, err := exec.LookPath("go")
+	src := aboveWorkDir(filepath.Join("tools", "ferretdb", "go.mod"))
+	cache, cacheErr := os.UserCacheDir()
+	if err != nil || src == "" || cacheErr != nil {
+		return "", nil
+	}
+	dir := filepath.Join(cache, "dblayers")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "ferretdb.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close() // releases the flock
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "ferretdb")
+	ctx, cancel := context.WithTimeout(context.Background(), ferretdbBuildTimeout)
+	defer cancel()
+	build := exec.CommandContext(ctx, goBin, "build", "-o", out, ".")
+	build.Dir = filepath.Dir(src)
+	if b, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build of %s: %w\n%s", build.Dir, err, b)
+	}
+	return out, nil
 }
 
 // Stop stops the server the way an operator would (SIGTERM), and waits until it has exited.
@@ -191,4 +273,23 @@ func (s *MongoServer) kill(sig syscall.Signal, grace time.Duration) {
 	}
 	<-s.done
 	s.cmd = nil
+}
+
+// aboveWorkDir is rel in the nearest directory at or above the working directory that has
+// it, "" if none has.
+func aboveWorkDir(rel string) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, rel)); err == nil {
+			return filepath.Join(dir, rel)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // builds are the binaries Build made for this test binary, in one temporary directory that
-// Main removes.
+// Main removes (and a watcher, if Main does not run).
 var builds struct {
 	mu   sync.Mutex
 	dir  string
@@ -46,7 +46,7 @@ func Build(t testing.TB, pkg string) string {
 		builds.done[pkg] = b
 	}
 	if builds.dir == "" {
-		if builds.dir, err = os.MkdirTemp("", "dblayers-test-bin-"); err != nil {
+		if builds.dir, err = watchedDir("dblayers-test-bin-", noPid); err != nil {
 			builds.mu.Unlock()
 			t.Fatalf("build %s: %v", pkg, err)
 		}

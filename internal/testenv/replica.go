@@ -41,7 +41,7 @@ func StartReplica(t testing.TB, primary *PGServer, slot string) *PGServer {
 			CREATE ROLE `+ReplicationRole+` WITH REPLICATION LOGIN;
 		END IF;
 	END $$`)
-	dir, err := os.MkdirTemp("", "dbl-pgr-")
+	dir, err := watchedDir("dbl-pgr-", pgPid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,9 @@ func StartReplica(t testing.TB, primary *PGServer, slot string) *PGServer {
 		_ = s.pgctl("stop", "-m", "immediate")
 		os.RemoveAll(dir)
 	})
-	asPostgres(t, dir)
+	if err := asPostgres(dir); err != nil {
+		t.Fatal(err)
+	}
 	out, err := s.command("pg_basebackup", "-h", "127.0.0.1", "-p", fmt.Sprint(primary.Port), "-U", ReplicationRole,
 		"-D", s.Dir, "-R", "-C", "-S", slot, "-X", "stream", "-c", "fast", "--no-sync").CombinedOutput()
 	if err != nil {

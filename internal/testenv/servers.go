@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	_ "embed"
 	"fmt"
 	"os"
 	"os/exec"
@@ -34,10 +35,11 @@ type PGOptions struct {
 }
 
 // StartPostgres initialises and starts a PostgreSQL cluster on a free port in a temporary
-// directory, with superuser "dbuser" trusted on 127.0.0.1. It is stopped and removed when
-// t ends. Without PostgreSQL's binaries (DBLAYERS_TEST_PG_BIN, else /usr/lib/postgresql) the
-// cluster is a container of POSTGRES_IMAGE when a Docker engine answers, its port published
-// on the same free port; its superuser "dbuser" has the password "dbpassword".
+// directory, with superuser "dbuser" trusted on 127.0.0.1 and the settings of every test
+// server (postgresql.conf). It is stopped and removed when t ends. Without PostgreSQL's
+// binaries (postgresBin) the cluster is a container of POSTGRES_IMAGE when a Docker engine
+// answers, its port published on the same free port; its superuser "dbuser" has the password
+// "dbpassword".
 func StartPostgres(t testing.TB, opts PGOptions) *PGServer {
 	t.Helper()
 	bin, err := postgresBin()
@@ -47,7 +49,7 @@ func StartPostgres(t testing.TB, opts PGOptions) *PGServer {
 		}
 		return startPostgresContainer(t, opts)
 	}
-	dir, err := os.MkdirTemp("", "dbl-pg-") // short path: the socket path limit is 107 bytes
+	dir, err := watchedDir("dbl-pg-", pgPid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,33 +58,72 @@ func StartPostgres(t testing.TB, opts PGOptions) *PGServer {
 		_ = s.pgctl("stop", "-m", "immediate")
 		os.RemoveAll(dir)
 	})
-	asPostgres(t, dir)
-	if out, err := s.command("initdb", "-D", s.Dir, "-U", "dbuser", "-A", "trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
-	}
-	conf := fmt.Sprintf("port = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n",
-		s.Port, s.Dir)
-	for _, line := range append(throwAwayPG(200), opts.Settings...) {
-		conf += line + "\n"
-	}
-	f, err := os.OpenFile(filepath.Join(s.Dir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.WriteString(conf)
-	f.Close()
-	if err != nil {
+	if err := s.create("trust", opts.Settings); err != nil {
 		t.Fatal(err)
 	}
 	s.Start(t)
 	return s
 }
 
-// throwAwayPG are the settings of every test server, native or in a container: no durability
-// (its data is thrown away) and maxConns connections.
-func throwAwayPG(maxConns int) []string {
-	return []string{"fsync = off", "synchronous_commit = off", "full_page_writes = off",
-		fmt.Sprintf("max_connections = %d", maxConns)}
+// create creates the cluster in s.Dir, inside the empty directory made for it: superuser
+// dbuser (password dbpassword), trusted on the Unix socket and checked by hostAuth (a
+// pg_hba.conf method) over TCP, listening on 127.0.0.1:s.Port with the settings of every test
+// server and then settings.
+func (s *PGServer) create(hostAuth string, settings []string) error {
+	dir := filepath.Dir(s.Dir)
+	if err := asPostgres(dir); err != nil {
+		return err
+	}
+	pwfile := filepath.Join(dir, "pwfile")
+	if err := os.WriteFile(pwfile, []byte(pgPassword+"\n"), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(pwfile)
+	out, err := s.command("initdb", "-D", s.Dir, "-U", pgUser, "--pwfile", pwfile, "--auth-local", "trust",
+		"--auth-host", hostAuth, "-E", "UTF8", "--no-sync").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	conf := fmt.Sprintf("port = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n", s.Port, s.Dir)
+	for _, line := range append(pgSettings(), settings...) {
+		conf += line + "\n"
+	}
+	f, err := os.OpenFile(filepath.Join(s.Dir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(conf)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// postgresConf is postgresql.conf: the settings of every test server, which scripts/test.sh
+// reads too.
+//
+//go:embed postgresql.conf
+var postgresConf string
+
+// pgSettings are postgresql.conf's settings (name = value), without its comments.
+func pgSettings() []string {
+	var lines []string
+	for line := range strings.Lines(postgresConf) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
+// pgSetting is the value of setting name in postgresql.conf, "" if it has none.
+func pgSetting(name string) string {
+	for _, line := range pgSettings() {
+		if n, v, _ := strings.Cut(line, "="); strings.TrimSpace(n) == name {
+			return strings.Trim(strings.TrimSpace(v), "'")
+		}
+	}
+	return ""
 }
 
 // postgresFlags turns postgresql.conf lines (name = value) into the server's -c flags.
@@ -99,14 +140,14 @@ func postgresFlags(lines []string) []string {
 // server's -c flags.
 func startPostgresContainer(t testing.TB, opts PGOptions) *PGServer {
 	t.Helper()
-	cmd := append([]string{"postgres"}, postgresFlags(append(throwAwayPG(200), opts.Settings...))...)
+	cmd := append([]string{"postgres"}, postgresFlags(append(pgSettings(), opts.Settings...))...)
 	s := &PGServer{Port: FreePort(t)}
 	// Ready when the server itself answers on TCP: pg_isready also fails while the image's
 	// init runs its socket-only server, and while a restarted server recovers.
 	s.ctr = startPrivateContainer(t, "PostgreSQL", EnvPostgresImage, "postgres:15-alpine", postgresPort, s.Port,
-		wait.ForExec([]string{"pg_isready", "-h", "127.0.0.1", "-U", containerPGUser}),
+		wait.ForExec([]string{"pg_isready", "-h", "127.0.0.1", "-U", pgUser}),
 		testcontainers.WithEnv(map[string]string{
-			"POSTGRES_USER": containerPGUser, "POSTGRES_PASSWORD": containerPGPassword, "POSTGRES_DB": "postgres",
+			"POSTGRES_USER": pgUser, "POSTGRES_PASSWORD": pgPassword, "POSTGRES_DB": "postgres",
 		}),
 		testcontainers.WithCmd(cmd...))
 	return s
@@ -115,7 +156,7 @@ func startPostgresContainer(t testing.TB, opts PGOptions) *PGServer {
 // URL is the URL of database db on this server. A native cluster trusts its superuser and
 // ignores the password; a container's checks it.
 func (s *PGServer) URL(db string) string {
-	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", containerPGUser, containerPGPassword, s.Port, db)
+	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", pgUser, pgPassword, s.Port, db)
 }
 
 // CreateDatabase makes a database named after t and returns its URL.
@@ -131,10 +172,18 @@ func (s *PGServer) Start(t testing.TB) {
 		s.ctr.start(t)
 		return
 	}
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start starts a native server and waits until it accepts connections.
+func (s *PGServer) start() error {
 	if err := s.pgctl("start", "-l", filepath.Join(s.Dir, "server.log"), "-t", "60"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(s.Dir, "server.log"))
-		t.Fatalf("start postgres: %v\n%s", err, log)
+		return fmt.Errorf("start postgres: %w\n%s", err, log)
 	}
+	return nil
 }
 
 // Stop stops the server the way an operator would (fast shutdown: connections are cut).
@@ -170,25 +219,28 @@ func (s *PGServer) command(name string, args ...string) *exec.Cmd {
 }
 
 // asPostgres hands dir to the postgres user when running as root.
-func asPostgres(t testing.TB, dir string) {
-	t.Helper()
+func asPostgres(dir string) error {
 	if os.Geteuid() != 0 {
-		return
+		return nil
 	}
 	u, err := user.Lookup("postgres")
 	if err != nil {
-		Missing(t, "running as root without a postgres user")
+		return err
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.Chown(dir, uid, gid); err != nil {
-		t.Fatal(err)
-	}
+	return os.Chown(dir, uid, gid)
 }
 
 // postgresBin is the directory of PostgreSQL's binaries: DBLAYERS_TEST_PG_BIN, else the
-// newest in /usr/lib/postgresql.
+// newest in /usr/lib/postgresql. It returns an error when there are none, and when running
+// as root without the postgres user they must run as.
 func postgresBin() (string, error) {
+	if os.Geteuid() == 0 {
+		if _, err := user.Lookup("postgres"); err != nil {
+			return "", fmt.Errorf("running as root without a postgres user to run PostgreSQL as: %w", err)
+		}
+	}
 	if bin := os.Getenv(EnvPostgresBin); bin != "" {
 		return bin, nil
 	}
@@ -213,26 +265,40 @@ type RedisServer struct {
 
 // StartRedis starts redis-server on a free port with no persistence unless args say
 // otherwise (e.g. "--appendonly", "yes"). It is stopped when t ends. Without a redis-server
-// (DBLAYERS_TEST_REDIS_SERVER, else on PATH) it is a container of REDIS_IMAGE when a Docker
-// engine answers, its port published on the same free port.
+// (redisServerBin) it is a container of REDIS_IMAGE when a Docker engine answers, its port
+// published on the same free port.
 func StartRedis(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
-	s := &RedisServer{Port: FreePort(t), Dir: t.TempDir(), bin: os.Getenv(EnvRedisServer), args: args}
-	if s.bin == "" {
-		var err error
-		if s.bin, err = exec.LookPath("redis-server"); err != nil {
-			if dockerEngine() != nil {
-				Missing(t, "no redis-server (%s unset, none on PATH), and no Docker engine answers", EnvRedisServer)
-			}
-			s.ctr = startPrivateContainer(t, "Redis", EnvRedisImage, "redis:7-alpine", redisPort, s.Port,
-				wait.ForListeningPort(redisPort),
-				testcontainers.WithCmd(append([]string{"redis-server", "--save", "", "--appendonly", "no", "--databases", "16"}, args...)...))
-			return s
+	s := &RedisServer{Port: FreePort(t), Dir: t.TempDir(), args: args}
+	var err error
+	if s.bin, err = redisServerBin(); err != nil {
+		if dockerEngine() != nil {
+			Missing(t, "%v, and no Docker engine answers", err)
 		}
+		s.ctr = startPrivateContainer(t, "Redis", EnvRedisImage, "redis:7-alpine", redisPort, s.Port,
+			wait.ForListeningPort(redisPort),
+			testcontainers.WithCmd(append([]string{"redis-server", "--save", "", "--appendonly", "no", "--databases", "16"}, args...)...))
+		return s
+	}
+	if err := watch(s.Dir, redisPid); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.kill(syscall.SIGKILL) })
 	s.Start(t)
 	return s
+}
+
+// redisServerBin is the redis-server binary: DBLAYERS_TEST_REDIS_SERVER, else redis-server on
+// PATH.
+func redisServerBin() (string, error) {
+	if bin := os.Getenv(EnvRedisServer); bin != "" {
+		return bin, nil
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", fmt.Errorf("no redis-server (%s unset, none on PATH)", EnvRedisServer)
+	}
+	return bin, nil
 }
 
 // URL is the server's URL for database db.
@@ -245,15 +311,24 @@ func (s *RedisServer) Start(t testing.TB) {
 		s.ctr.start(t)
 		return
 	}
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start starts a native server and waits until it accepts connections.
+func (s *RedisServer) start() error {
 	args := append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
-		"--save", "", "--appendonly", "no", "--databases", "16", "--logfile", filepath.Join(s.Dir, "redis.log")}, s.args...)
+		"--save", "", "--appendonly", "no", "--databases", "16", "--logfile", filepath.Join(s.Dir, "redis.log"),
+		"--pidfile", filepath.Join(s.Dir, redisPid.file)}, s.args...)
 	s.cmd = exec.Command(s.bin, args...)
 	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start redis: %v", err)
+		return fmt.Errorf("start redis: %w", err)
 	}
 	if err := waitPort(s.Port, 10*time.Second); err != nil {
-		t.Fatalf("start redis: %v", err)
+		return fmt.Errorf("start redis: %w", err)
 	}
+	return nil
 }
 
 // Stop stops the server with SIGTERM and waits for it to exit.

@@ -1,16 +1,21 @@
-// Package testenv gives tests real PostgreSQL and Redis servers, isolated per test.
+// Package testenv gives tests real PostgreSQL, Redis and MongoDB-wire servers, isolated per
+// test.
 //
-// The shared servers come from the environment, set by scripts/test.sh after it started a
-// throw-away stack:
+// The shared servers (PostgresURL, RedisURL, MongoURL) come from the environment when it names
+// them, as scripts/test.sh does after it started a throw-away stack for all the test binaries
+// of its run:
 //
 //	DBLAYERS_TEST_PG_URL        superuser URL of a PostgreSQL server; each test gets a new database
 //	DBLAYERS_TEST_REDIS_URL     a Redis server with many databases; each test gets its own DB number
-//	DBLAYERS_TEST_PG_BIN        PostgreSQL's bin directory, for tests that start private clusters
-//	DBLAYERS_TEST_REDIS_SERVER  the redis-server binary, for tests that start private servers
+//	DBLAYERS_TEST_MONGO_URL     a MongoDB-wire server (mongo.go); each test gets a database
+//	DBLAYERS_TEST_PG_BIN        PostgreSQL's bin directory, else the newest in /usr/lib/postgresql
+//	DBLAYERS_TEST_REDIS_SERVER  the redis-server binary, else redis-server on PATH
+//	DBLAYERS_TEST_FERRETDB      the FerretDB binary, else tools/ferretdb built into the user's cache
 //
-// Without DBLAYERS_TEST_PG_URL, DBLAYERS_TEST_REDIS_URL or DBLAYERS_TEST_MONGO_URL, the shared
-// server is a container instead, started with testcontainers-go when a Docker engine answers
-// (containers.go).
+// Where a URL is unset, the test binary starts that server itself, once, for all its tests:
+// from this machine's binaries (native.go), else in a container when a Docker engine answers
+// (containers.go), and removes it after it has exited. So `go test ./layers/l2/` needs no
+// setup where PostgreSQL, Redis and Go are installed.
 //
 // Fault tests stop and restart real processes, so they start private servers of their own
 // (StartPostgres, StartRedis, StartMongo, StartReplica): from native binaries when there are
@@ -70,7 +75,7 @@ const redisDatabases = 4096
 // Missing skips t, or fails it under CI=true.
 func Missing(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...) + " (run the tests with scripts/test.sh)"
+	msg := fmt.Sprintf(format, args...) + " (scripts/test.sh installs the servers)"
 	if os.Getenv("CI") == "true" {
 		t.Fatal("CI=true and a test backend is missing: " + msg)
 	}
@@ -83,7 +88,7 @@ func PostgresURL(t testing.TB) string {
 	t.Helper()
 	admin := os.Getenv(EnvPostgresURL)
 	if admin == "" {
-		admin = containerPostgres(t)
+		admin = sharedPostgres(t)
 	}
 	return createDatabase(t, admin)
 }
@@ -100,12 +105,21 @@ func createDatabase(t testing.TB, adminURL string) string {
 			t.Logf("drop test database %s: %v", name, err)
 		}
 	})
-	u, err := url.Parse(adminURL)
+	u, err := databaseURL(adminURL, name)
 	if err != nil {
-		t.Fatalf("parse PostgreSQL URL: %v", err)
+		t.Fatal(err)
 	}
-	u.Path = "/" + name
-	return u.String()
+	return u
+}
+
+// databaseURL is the PostgreSQL URL serverURL with database db.
+func databaseURL(serverURL, db string) (string, error) {
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return "", fmt.Errorf("parse PostgreSQL URL: %w", err)
+	}
+	u.Path = "/" + db
+	return u.String(), nil
 }
 
 var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)
@@ -125,7 +139,7 @@ func RedisURL(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv(EnvRedisURL)
 	if base == "" {
-		base = containerRedis(t)
+		base = sharedRedis(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -157,12 +171,11 @@ func RedisURL(t testing.TB) string {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
-		t.Fatalf("free port: %v", err)
+		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // WaitFor polls cond every 20 ms until it returns true or timeout passes, and fails t then.
