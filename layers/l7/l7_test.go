@@ -39,13 +39,19 @@ func fastProjector() cqrs.Config {
 		RetryDelay: 5 * time.Millisecond, MaxDelay: 100 * time.Millisecond, Heartbeat: 100 * time.Millisecond}
 }
 
-// startAPI serves the L7 API over d in-process.
+// startAPI serves the L7 API over d in-process. Its errors go to stderr, so that a failing
+// test shows what the API met.
 func startAPI(t testing.TB, d dbs, tune func(*l7.Config)) layertest.Target {
 	t.Helper()
-	// Errors go to stderr, so that a failing test shows what the API met.
 	errorLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	return startAPILogging(t, d, errorLog, tune)
+}
+
+// startAPILogging is startAPI logging to logger.
+func startAPILogging(t testing.TB, d dbs, logger *slog.Logger, tune func(*l7.Config)) layertest.Target {
+	t.Helper()
 	newL7 := func(ctx context.Context, cfg l7.Config, _ *slog.Logger) (*l7.Service, error) {
-		return l7.New(ctx, cfg, errorLog)
+		return l7.New(ctx, cfg, logger)
 	}
 	srv := layertest.Serve(t, newL7, func(cfg *l7.Config) {
 		cfg.WriteDBURL, cfg.ReadDBURL = d.write, d.read
@@ -72,12 +78,15 @@ func settle(t testing.TB, tg layertest.Target) {
 }
 
 // runProjector runs a projector in-process (its own pools, as a separate process has)
-// until the test ends.
-func runProjector(t testing.TB, d dbs) {
+// until the test ends; tune may change its configuration.
+func runProjector(t testing.TB, d dbs, tune ...func(*l7.ProjectorConfig)) {
 	t.Helper()
 	var cfg l7.ProjectorConfig
 	require.NoError(t, config.LoadFrom(&cfg, config.Defaults))
 	cfg.WriteDBURL, cfg.ReadDBURL, cfg.Projector = d.write, d.read, fastProjector()
+	for _, f := range tune {
+		f(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
