@@ -66,13 +66,15 @@ func (c *Client) State() breaker.State { return c.guard.State() }
 // Skipped reports whether commands are being refused without reaching Redis.
 func (c *Client) Skipped() bool { return c.guard.State() != breaker.Closed }
 
-// Health is the word /health uses for this Redis: "healthy" when a PING answers,
-// "skipped" while the guard refuses commands, "unavailable" otherwise.
+// Health is the word /health uses for this Redis: "healthy" when a PING answers;
+// "skipped" when the guard is open after it (the PING was refused, or it was the probe and
+// failed), so that callers no longer wait on Redis; "unavailable" when it failed but fewer
+// than SkipAfter commands in a row have.
 func (c *Client) Health(ctx context.Context) string {
-	switch err := Ping(ctx, c); {
-	case err == nil:
+	switch {
+	case Ping(ctx, c) == nil:
 		return "healthy"
-	case errors.Is(err, breaker.ErrOpen):
+	case c.Skipped():
 		return "skipped"
 	default:
 		return "unavailable"

@@ -351,7 +351,7 @@ func TestShardList(t *testing.T) {
 			t.Setenv(name, env[name])
 		}
 		var cfg l4.Config
-		require.NoError(t, config.LoadFrom(&cfg, config.Defaults))
+		require.NoError(t, config.Load(&cfg))
 		return cfg.ShardList()
 	}
 	urls, err := load(t, nil)
