@@ -168,7 +168,12 @@ func (p *pendingKeys) deliver(ctx context.Context, rdb redis.UniversalClient) bo
 	if p.count.Load() == 0 {
 		return true
 	}
-	p.mu.Lock()
+	// One delivery at a time, and nobody waits for it: while it is in flight the deletes
+	// are not delivered yet, so the cache must not be used. (Waiting would queue every
+	// lookup behind a DEL that, while Redis hangs, is its guard's probe: its full timeout.)
+	if !p.mu.TryLock() {
+		return false
+	}
 	defer p.mu.Unlock()
 	if len(p.keys) == 0 {
 		return true
