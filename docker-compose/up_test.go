@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -43,9 +44,18 @@ import (
 // image variables of scripts/images.sh where no registry is reachable.
 const EnvCompose = "DBLAYERS_TEST_COMPOSE"
 
-// upTimeout bounds `up --build --wait` of one file; a cold api build on a busy 2-core machine
+// buildTimeout bounds the one build of the api image; a cold build on a busy 2-core machine
 // takes minutes.
-const upTimeout = 10 * time.Minute
+const buildTimeout = 15 * time.Minute
+
+// upTimeout bounds `up --wait` of one file.
+const upTimeout = 5 * time.Minute
+
+// healthInterval is how often the projects' health checks run here: the files' 5 s intervals
+// make every `up --wait` wait seconds past a server's readiness per dependency level. Each
+// check keeps its command, timeout and start period, and as many retries as cover the file's
+// own window (interval × retries), so a slow server is given as long as the file gives it.
+const healthInterval = time.Second
 
 // contract is what layertest.Target needs to know of layer n besides its URL.
 var contract = map[int]layertest.Target{
@@ -73,15 +83,22 @@ var topology = map[int]func(t *testing.T, s *stack){
 	10: checkL10,
 }
 
-// TestComposeUp brings up every docker-compose/lN.yml as a project of its own
-// (dblayers-test-lN) with every published port remapped to a free one on 127.0.0.1, so a
-// running local stack or compose project is never touched; runs the layer's black-box
-// contract suite against the api's port, then the checks of its topology; and removes the
-// project's containers, networks and volumes whatever happened.
+// TestComposeUp builds the api image once (every file builds it the same way: checkBuild),
+// then brings up every docker-compose/lN.yml as a project of its own (dblayers-test-lN) with
+// every published port remapped to a free one on 127.0.0.1, so a running local stack or
+// compose project is never touched; runs the layer's black-box contract suite against the
+// api's port, then the checks of its topology; and removes the project's containers,
+// networks and volumes whatever happened.
 func TestComposeUp(t *testing.T) {
 	if os.Getenv(EnvCompose) == "" {
 		t.Skipf("%s is not set: the Docker part of scripts/test.sh runs this", EnvCompose)
 	}
+	build := &composeProject{name: "dblayers-test-build", file: filepath.Join(repoRoot(t), "docker-compose", "l0.yml")}
+	started := time.Now()
+	out, err := build.compose(buildTimeout, "build", apiService)
+	require.NoError(t, err, "build %s:\n%s", apiImage, out)
+	t.Logf("api image: built %s", time.Since(started).Round(time.Second))
+
 	for _, l := range layers {
 		t.Run(fmt.Sprintf("l%d", l.n), func(t *testing.T) {
 			s := up(t, l)
@@ -125,7 +142,8 @@ func up(t *testing.T, l layer) *stack {
 
 	cp := &composeProject{name: fmt.Sprintf("dblayers-test-l%d", l.n), file: file,
 		override: filepath.Join(t.TempDir(), "override.yml")}
-	// The override: every port remapped, plus settings of the test's own (by service).
+	// The override: every port remapped, health checked every healthInterval, plus settings
+	// of the test's own (by service).
 	extra := map[string][]string{}
 	if l.n == 10 {
 		// The contract suite sends hundreds of requests a minute; the file's limit is 100.
@@ -141,18 +159,18 @@ func up(t *testing.T, l layer) *stack {
 			continue
 		}
 		services = append(services, name)
-		if len(s.Ports) == 0 && len(extra[name]) == 0 {
-			continue
-		}
-		fmt.Fprintf(&ov, "  %s:\n", name)
+		lines := extra[name]
 		if len(s.Ports) > 0 {
-			ov.WriteString("    ports: !override\n")
+			lines = append(lines, "    ports: !override")
 		}
 		for _, port := range s.Ports {
-			fmt.Fprintf(&ov, "      - \"127.0.0.1::%d\"\n", port.Target)
+			lines = append(lines, fmt.Sprintf("      - \"127.0.0.1::%d\"", port.Target))
 		}
-		for _, line := range extra[name] {
-			ov.WriteString(line + "\n")
+		if retries, ok := healthRetries(s.HealthCheck); ok {
+			lines = append(lines, "    healthcheck:", "      interval: "+healthInterval.String(), fmt.Sprintf("      retries: %d", retries))
+		}
+		if len(lines) > 0 {
+			fmt.Fprintf(&ov, "  %s:\n%s\n", name, strings.Join(lines, "\n"))
 		}
 	}
 	require.NoError(t, os.WriteFile(cp.override, []byte(ov.String()), 0o644))
@@ -168,7 +186,7 @@ func up(t *testing.T, l layer) *stack {
 		}
 	})
 	started := time.Now()
-	args := append([]string{"up", "--detach", "--build", "--wait", "--wait-timeout", fmt.Sprint(int(upTimeout.Seconds()))}, services...)
+	args := append([]string{"up", "--detach", "--no-build", "--wait", "--wait-timeout", fmt.Sprint(int(upTimeout.Seconds()))}, services...)
 	out, err := cp.compose(upTimeout+time.Minute, args...)
 	require.NoError(t, err, "up %s:\n%s", cp.name, out)
 	s.upTook = time.Since(started)
@@ -176,11 +194,59 @@ func up(t *testing.T, l layer) *stack {
 	return s
 }
 
-// compose runs docker compose on the project within timeout and returns its output.
+// healthRetries is how many retries every healthInterval cover the window of hc (its
+// interval × retries, Docker's defaults 30 s and 3 where unset); false when hc runs no check.
+func healthRetries(hc *types.HealthCheckConfig) (uint64, bool) {
+	if hc == nil || hc.Disable || len(hc.Test) == 0 || hc.Test[0] == "NONE" {
+		return 0, false
+	}
+	interval, retries := 30*time.Second, uint64(3)
+	if hc.Interval != nil {
+		interval = time.Duration(*hc.Interval)
+	}
+	if hc.Retries != nil {
+		retries = *hc.Retries
+	}
+	window := interval * time.Duration(retries)
+	return uint64((window + healthInterval - 1) / healthInterval), true
+}
+
+func TestHealthRetries(t *testing.T) {
+	d := func(v time.Duration) *types.Duration { x := types.Duration(v); return &x }
+	n := func(v uint64) *uint64 { return &v }
+	cmd := types.HealthCheckTest{"CMD", "true"}
+	tests := []struct {
+		name    string
+		hc      *types.HealthCheckConfig
+		retries uint64
+		checked bool
+	}{
+		{"the files' 5 s × 5", &types.HealthCheckConfig{Test: cmd, Interval: d(5 * time.Second), Retries: n(5)}, 25, true},
+		{"a window rounded up", &types.HealthCheckConfig{Test: cmd, Interval: d(1500 * time.Millisecond), Retries: n(3)}, 5, true},
+		{"Docker's defaults, 30 s × 3", &types.HealthCheckConfig{Test: cmd}, 90, true},
+		{"no health check", nil, 0, false},
+		{"disabled", &types.HealthCheckConfig{Disable: true}, 0, false},
+		{"NONE", &types.HealthCheckConfig{Test: types.HealthCheckTest{"NONE"}}, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			retries, checked := healthRetries(tc.hc)
+			assert.Equal(t, tc.checked, checked)
+			assert.Equal(t, tc.retries, retries)
+		})
+	}
+}
+
+// compose runs docker compose on the project (with its override file, if any) within timeout
+// and returns its output.
 func (p *composeProject) compose(timeout time.Duration, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", append([]string{"compose", "--project-name", p.name, "-f", p.file, "-f", p.override}, args...)...)
+	files := []string{"-f", p.file}
+	if p.override != "" {
+		files = append(files, "-f", p.override)
+	}
+	cmd := exec.CommandContext(ctx, "docker", append(append([]string{"compose", "--project-name", p.name}, files...), args...)...)
 	cmd.Dir = filepath.Dir(p.file)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
