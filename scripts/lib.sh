@@ -46,7 +46,8 @@ show_log() {
 
 # ensure_packages [TOOL...]: install through apt-get whatever of these tools is missing:
 # postgres, redis, hey, cc (a C toolchain, which `go test -race` needs), chromium (the browser
-# the API-docs test drives). Without arguments:
+# the API-docs test drives), shellcheck, docker (the engine, docker.io), debootstrap (for
+# scripts/images.sh). Without arguments:
 # postgres redis hey. Does nothing (and needs no network) when everything is there.
 ensure_packages() {
 	local tools=("$@") pkgs=() tool
@@ -59,6 +60,8 @@ ensure_packages() {
 		cc) command -v gcc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev) ;;
 		chromium) command -v chromium >/dev/null 2>&1 || pkgs+=(chromium) ;;
 		shellcheck) command -v shellcheck >/dev/null 2>&1 || pkgs+=(shellcheck) ;;
+		docker) command -v dockerd >/dev/null 2>&1 || pkgs+=(docker.io) ;;
+		debootstrap) command -v debootstrap >/dev/null 2>&1 || pkgs+=(debootstrap) ;;
 		*) die "ensure_packages: unknown tool '$tool'" ;;
 		esac
 	done
@@ -629,4 +632,34 @@ docker_compose_plugin() {
 	mkdir -p "$plugins"
 	ln -sf "$bin" "$plugins/docker-compose"
 	docker compose version >/dev/null 2>&1 || die "docker compose does not run ($bin)"
+}
+
+# docker_prepare REPO ENVFILE TIMESFILE: what the Docker part of scripts/test.sh needs before
+# its tests, which it runs beside the go test run: the compose plugin (docker_compose_plugin)
+# and the stand-in images (REPO/scripts/images.sh, its variables written to ENVFILE).
+# TIMESFILE gets the seconds each took, as shell assignments.
+docker_prepare() {
+	local repo=$1 envfile=$2 times=$3 step
+	step=$SECONDS
+	docker_compose_plugin
+	echo "compose_plugin_secs=$((SECONDS - step))" >"$times"
+	step=$SECONDS
+	"$repo/scripts/images.sh" >"$envfile"
+	echo "images_secs=$((SECONDS - step))" >>"$times"
+}
+
+# lowest_priority: give this shell and whatever it starts the lowest CPU priority, so that it
+# only takes what other work leaves: nice 19, and where the kernel groups processes by
+# session (autogroup, in which nice orders processes only within their group), the session's
+# group too.
+lowest_priority() {
+	renice -n 19 -p $$ >/dev/null 2>&1 || true
+	{ echo 19 >/proc/self/autogroup; } 2>/dev/null || true
+}
+
+# normal_priority PID: undo lowest_priority for the session PID leads, once its work is what
+# the caller waits for (raising a priority back takes root; elsewhere it stays low).
+normal_priority() {
+	renice -n 0 -g "$1" >/dev/null 2>&1 || true
+	{ echo 0 >"/proc/$1/autogroup"; } 2>/dev/null || true
 }

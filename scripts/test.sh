@@ -26,18 +26,24 @@
 #   DBLAYERS_TEST_FERRETDB      the FerretDB binary (fault tests run private servers, each on a
 #                               database of its own there)
 #
-# The Docker part follows a run of the whole suite (./...), or any run with --docker: it builds
-# the local stand-in images (scripts/images.sh); runs the tests of four packages
-# (container_packages below) with the DBLAYERS_TEST_* variables unset and
-# DBLAYERS_TEST_CONTAINERS=1, so that internal/testenv starts their shared servers as containers,
-# not from this machine's binaries (testcontainers-go, labelled
-# dblayers.testenv=$DBLAYERS_TEST_RUN), and checks that it did; then brings up every
-# docker-compose/lN.yml as its own project on remapped ports and checks it (TestComposeUp in
-# docker-compose/up_test.go), removing every container, network and volume it made. Under
-# CI=true it installs docker.io, starts dockerd and builds the compose plugin when missing, and
-# fails if it gets no engine; elsewhere it runs when an engine answers and says so when it skips.
+# The Docker part follows a run of the whole suite (./...), or any run with --docker. What it
+# needs first, the compose plugin (built when missing) and the local stand-in images
+# (scripts/images.sh), is prepared beside the go test run at the lowest CPU priority
+# (lib.sh's docker_prepare), so that it takes only the time go test leaves. Then it runs the
+# tests of four packages (container_packages below) with the DBLAYERS_TEST_* variables unset
+# and DBLAYERS_TEST_CONTAINERS=1, so that internal/testenv starts their shared servers as
+# containers, not from this machine's binaries (testcontainers-go, labelled
+# dblayers.testenv=$DBLAYERS_TEST_RUN), and checks that it did; then builds the api image once
+# and brings up every docker-compose/lN.yml as its own project on remapped ports and checks it
+# (TestComposeUp in docker-compose/up_test.go), removing every container, network and volume it
+# made. Both run with -race, so they reuse what go test compiled. Under CI=true it installs
+# docker.io, starts dockerd and builds the compose plugin when missing, fails if it gets no
+# engine, and fails on any test it skipped; elsewhere it runs when an engine answers and says
+# so when it skips.
 #
-# Exits with go test's status (the first failing part's).
+# The last lines say where the time went (setup, go test, lint, each step of the Docker part,
+# each compose file's up and checks) and the verdict. Exits with go test's status (the first
+# failing part's).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,14 +72,19 @@ done
 
 # The packages the Docker part tests against containers: every kind of shared server
 # (PostgreSQL, Redis, the MongoDB wire protocol) and private ones that tests stop and start.
-container_packages=(./internal/pgstore ./internal/cache ./layers/l2 ./layers/l8)
+# Their tests whose proof does not depend on where the servers run, which the go test run
+# has passed already, are not run again (container_skip): the Toxiproxy fault tests
+# (layertest's TestGray…, TestHanging…) and the browser tests.
+container_packages=(./internal/pgstore ./internal/cache ./layers/l8)
+container_skip='^(TestGray|TestHanging|TestDocsInBrowser)'
+
 
 started=$SECONDS
 # Labels the containers internal/testenv starts in this run, so that the exit trap removes
 # exactly those.
 export DBLAYERS_TEST_RUN="test-sh-$$"
 work='' pg_port='' redis_port='' mongo_port=''
-gotest_pid=
+gotest_pid='' prep_pid=''
 setup_done=0
 
 # shellcheck disable=SC2317 # reached through the traps
@@ -87,6 +98,11 @@ cleanup() {
 		say "stopping go test (pid $gotest_pid)"
 		kill -TERM -- "-$gotest_pid" 2>/dev/null || true
 		wait "$gotest_pid" 2>/dev/null || true
+	fi
+	if [[ -n $prep_pid ]] && kill -0 "$prep_pid" 2>/dev/null; then
+		say "stopping the Docker part's preparation (pid $prep_pid)"
+		kill -TERM -- "-$prep_pid" 2>/dev/null || true
+		wait "$prep_pid" 2>/dev/null || true
 	fi
 	if [[ -n $work ]]; then
 		if ((!setup_done)); then
@@ -134,7 +150,7 @@ testenv_cleanup() {
 # can stop it and its test binaries at once (the trap above; a background job plus `wait` lets
 # that trap run at once), its output kept in LOG and, with show, on the terminal too.
 logged() {
-	local mode=$1 log=$2 status=0
+	local mode=$1 log=$2 status=0 i
 	shift 2
 	if [[ $mode == show ]]; then
 		exec {out_fd}> >(tee "$log")
@@ -147,8 +163,23 @@ logged() {
 	wait "$gotest_pid" || status=$?
 	gotest_pid=
 	exec {out_fd}>&-
+	# The reader ends when every writer has closed the pipe; a server the command left running
+	# would keep it open for ever, so it gets 10 s.
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$tee_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$tee_pid" 2>/dev/null; then
+		say "a process the command started still holds its output open 10 s after it ended: not waiting for it"
+		kill "$tee_pid" 2>/dev/null || true
+	fi
 	wait "$tee_pid" 2>/dev/null || true
 	return "$status"
+}
+
+# skipped_tests LOG: print the tests LOG (go test -v output) reports skipped, one a line.
+skipped_tests() {
+	grep -E '^\s*--- SKIP: ' "$1" | sed 's/^ */    /' || true
 }
 
 trap cleanup EXIT
@@ -156,10 +187,41 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 command -v go >/dev/null 2>&1 || die "the tests need Go (https://go.dev/dl/)"
-ensure_packages postgres redis cc chromium
+
+# Whether the Docker part runs is settled first: its preparation starts before go test.
+if [[ $docker_part == auto && ${CI:-} == true ]]; then
+	docker_part=docker
+elif [[ $docker_part == auto ]]; then
+	if docker info >/dev/null 2>&1; then
+		docker_part=docker
+	else
+		say "Docker part skipped: no Docker engine answers (--docker starts one)"
+	fi
+elif [[ $docker_part == no ]]; then
+	say "Docker part skipped (a package list or --no-docker)"
+fi
+
+# Every Debian package of the run in one apt-get, before anything runs beside it (apt-get
+# takes a lock).
+tools=(postgres redis cc chromium)
+[[ ${packages[*]} != ./... ]] || tools+=(shellcheck)
+[[ $docker_part != docker ]] || tools+=(docker debootstrap)
+ensure_packages "${tools[@]}"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dblayers-test.XXXXXX")
 chmod 755 "$work" # the postgres OS user must reach the cluster inside
+
+engine_secs=0
+if [[ $docker_part == docker ]]; then
+	engine_started=$SECONDS
+	docker_engine
+	engine_secs=$((SECONDS - engine_started))
+	say "preparing the Docker part beside go test (compose plugin, scripts/images.sh; log $work/docker-prep.log)"
+	# shellcheck disable=SC2016 # $1 expands in the inner shell
+	setsid bash -c 'set -euo pipefail; source "$1/scripts/lib.sh"; lowest_priority; docker_prepare "$@"' _ \
+		"$REPO" "$work/images.env" "$work/docker-prep.times" >"$work/docker-prep.log" 2>&1 </dev/null &
+	prep_pid=$!
+fi
 
 # A throw-away cluster with the settings of every test PostgreSQL, which internal/testenv reads
 # too: no durability, and passwords checked with what its password_encryption says (md5).
@@ -195,7 +257,11 @@ say "servers ready in ${setup_secs}s: PostgreSQL 127.0.0.1:$pg_port, Redis 127.0
 say "go test ${go_flags[*]} ${packages[*]}"
 cd "$REPO"
 rc=0
+gotest_started=$SECONDS
 logged show "$work/go-test.log" go test "${go_flags[@]}" "${packages[@]}" || rc=$?
+gotest_secs=$((SECONDS - gotest_started))
+# From here on the Docker part waits for its preparation: back to normal priority.
+[[ -z $prep_pid ]] || normal_priority "$prep_pid"
 
 # The linters (gofmt, go vet, staticcheck, ShellCheck), with a run of the whole suite.
 lint_secs=0
@@ -208,37 +274,37 @@ if [[ ${packages[*]} == ./... ]]; then
 	((rc != 0)) || rc=$lint_rc
 fi
 
-# The Docker part: decide, get an engine, build the stand-ins, run the tests against containers
-# and the compose checks.
-docker_secs=0 containers_secs=0
-if [[ $docker_part == auto && ${CI:-} == true ]]; then
-	docker_part=docker
-elif [[ $docker_part == auto ]]; then
-	if docker info >/dev/null 2>&1; then
-		docker_part=docker
-	else
-		say "Docker part skipped: no Docker engine answers (--docker starts one)"
-	fi
-elif [[ $docker_part == no ]]; then
-	say "Docker part skipped (a package list or --no-docker)"
-fi
+# The Docker part: wait for its preparation, run the tests against containers, then the
+# compose checks. Its go test runs take -race, as the run above did, so that they link what
+# that run compiled instead of compiling every package again.
+docker_secs=0 containers_secs=0 compose_secs=0 prep_wait_secs=0 compose_plugin_secs=0 images_secs=0
 if [[ $docker_part == docker ]]; then
 	docker_started=$SECONDS
-	docker_engine
-	docker_compose_plugin
-	say "building the local stand-in images (scripts/images.sh)"
-	eval "$("$REPO/scripts/images.sh")"
-	images_secs=$((SECONDS - docker_started))
+	docker_rc=0
+	say "waiting for the Docker part's preparation"
+	wait "$prep_pid" || docker_rc=$?
+	prep_pid=
+	prep_wait_secs=$((SECONDS - docker_started))
+	grep -E '^\[' "$work/docker-prep.log" | sed 's/^/    /' >&2 || true
+	if ((docker_rc != 0)); then
+		show_log "$work/docker-prep.log" 40
+		say "the Docker part's preparation failed (exit $docker_rc)"
+	fi
+	# shellcheck source=/dev/null # written by docker_prepare
+	[[ ! -s $work/docker-prep.times ]] || source "$work/docker-prep.times"
+fi
+if [[ $docker_part == docker ]] && ((docker_rc == 0)); then
+	# shellcheck source=/dev/null # scripts/images.sh's variables
+	source "$work/images.env"
 
 	containers_started=$SECONDS
 	containers_since=$(date +%s)
-	say "go test -count=1 -v ${container_packages[*]}, servers from containers"
-	docker_rc=0
+	say "go test -race -count=1 -v -skip '$container_skip' ${container_packages[*]}, servers from containers"
 	logged quiet "$work/containers-test.log" env -u DBLAYERS_TEST_PG_URL -u DBLAYERS_TEST_REDIS_URL \
 		-u DBLAYERS_TEST_MONGO_URL -u DBLAYERS_TEST_PG_BIN -u DBLAYERS_TEST_REDIS_SERVER -u DBLAYERS_TEST_FERRETDB \
-		DBLAYERS_TEST_CONTAINERS=1 go test -count=1 -v "${container_packages[@]}" || docker_rc=$?
+		DBLAYERS_TEST_CONTAINERS=1 go test -race -count=1 -timeout 30m -v -skip "$container_skip" "${container_packages[@]}" || docker_rc=$?
 	if ((docker_rc == 0)); then
-		grep -E '^(ok|--- SKIP|testenv: )' "$work/containers-test.log" | sed 's/^/    /' >&2 || true
+		grep -E '^(ok|\s*--- SKIP|testenv: )' "$work/containers-test.log" | sed 's/^ */    /' >&2 || true
 	else
 		cat "$work/containers-test.log" >&2
 	fi
@@ -255,17 +321,31 @@ if [[ $docker_part == docker ]]; then
 	((created > 0)) || { ((docker_rc != 0)) || docker_rc=1; }
 	cat "$work/containers-test.log" >>"$work/go-test.log"
 
-	say "go test -count=1 -timeout 60m -run TestComposeUp -v ./docker-compose/"
+	say "go test -race -count=1 -timeout 60m -run TestComposeUp -v ./docker-compose/"
 	compose_started=1
 	compose_rc=0
+	compose_began=$SECONDS
 	logged show "$work/compose-test.log" \
-		env DBLAYERS_TEST_COMPOSE=1 go test -count=1 -timeout 60m -run TestComposeUp -v ./docker-compose/ || compose_rc=$?
+		env DBLAYERS_TEST_COMPOSE=1 go test -race -count=1 -timeout 60m -run TestComposeUp -v ./docker-compose/ || compose_rc=$?
+	compose_secs=$((SECONDS - compose_began))
 	((docker_rc != 0)) || docker_rc=$compose_rc
-	grep -E '^\s+up_test.go:[0-9]+: l[0-9]+: up ' "$work/compose-test.log" | sed 's/^ */    /' >&2 || true
-	docker_secs=$((SECONDS - docker_started))
-	say "Docker part: $( ((docker_rc == 0)) && echo PASS || echo FAIL) (exit $docker_rc); engine and images ${images_secs}s," \
-		"tests against containers ${containers_secs}s, total ${docker_secs}s"
 	cat "$work/compose-test.log" >>"$work/go-test.log"
+
+	# Under CI=true every test of the Docker part must have run: a skip there means something
+	# the part exists to prove was not proven.
+	skips=$(
+		skipped_tests "$work/containers-test.log"
+		skipped_tests "$work/compose-test.log"
+	)
+	if [[ -n $skips && ${CI:-} == true ]]; then
+		say "CI=true and the Docker part skipped tests:"
+		echo "$skips" >&2
+		((docker_rc != 0)) || docker_rc=1
+	fi
+fi
+if [[ $docker_part == docker ]]; then
+	docker_secs=$((SECONDS - docker_started))
+	say "Docker part: $( ((docker_rc == 0)) && echo PASS || echo FAIL) (exit $docker_rc)"
 	((rc != 0)) || rc=$docker_rc
 fi
 
@@ -275,7 +355,15 @@ notests=$(grep -c '^? ' "$work/go-test.log" || true)
 failed_tests=$(grep -c -- '--- FAIL:' "$work/go-test.log" || true)
 verdict=PASS
 ((rc == 0)) || verdict=FAIL
+echo "test.sh: where the time went: setup ${setup_secs}s, go test ${gotest_secs}s, lint ${lint_secs}s"
+if [[ $docker_part == docker ]]; then
+	echo "    Docker part ${docker_secs}s after them: engine ${engine_secs}s before go test;" \
+		"beside it the compose plugin ${compose_plugin_secs}s and scripts/images.sh ${images_secs}s," \
+		"waited for ${prep_wait_secs}s; tests against containers ${containers_secs}s; compose checks ${compose_secs}s"
+	[[ ! -s $work/compose-test.log ]] ||
+		grep -oE 'up_test.go:[0-9]+: (api image: built .*|l[0-9]+: up .*)' "$work/compose-test.log" |
+		sed 's/^up_test.go:[0-9]*: /        /' || true
+fi
 echo "test.sh: $verdict (go test exit $rc): packages ok $ok, failed $failed, without tests $notests;" \
-	"failed tests $failed_tests; setup ${setup_secs}s, lint ${lint_secs}s, Docker part ${docker_secs}s" \
-	"(tests against containers ${containers_secs}s), total $((SECONDS - started))s"
+	"failed tests $failed_tests; total $((SECONDS - started))s"
 exit "$rc"
