@@ -1,6 +1,6 @@
 // Package compose_test checks that every docker-compose/lN.yml, read by the Compose
 // specification's own loader, keeps the topology its layer promises: the original project's
-// services and host ports, with the fixes of DESIGN §3 (images pinned to a major version, a
+// services and host ports, with these fixes (images pinned to a major version, a
 // health check on every service, an api that starts only once its backing services are healthy,
 // backing ports published on 127.0.0.1 only, one api image built from deploy/Dockerfile).
 //

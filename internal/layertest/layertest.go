@@ -1,5 +1,5 @@
 // Package layertest is the black-box HTTP suite that every layer passes: the common
-// contract of DESIGN §1 (write, read, not-found as 200, health, stats), bad input that must
+// contract of README.md's "Run it" (write, read, not-found as 200, health, stats), bad input that must
 // get a clear 4xx and change nothing, and concurrent clients whose last acknowledged
 // writes must be what is stored. A layer's own tests call Run with its URL and add the
 // tests of what only that layer does.

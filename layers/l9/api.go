@@ -16,9 +16,9 @@ var (
 			"other regions, and reads fail over to a healthy region.",
 	}
 	regionParam = apidoc.Param{Name: RegionHeader, Example: "eu-west",
-		Description: "The home region: us-east, eu-west or ap-south (default us-east)."}
+		Description: "The home region: us-east, eu-west or asia-pac (default us-east)."}
 	badRegion = apidoc.Answer{Status: http.StatusBadRequest,
-		Detail: `Invalid region "mars" in X-Region header: valid regions are us-east, eu-west, ap-south`}
+		Detail: `Invalid region "mars" in X-Region header: valid regions are us-east, eu-west, asia-pac`}
 	opWrite = apidoc.Operation{
 		Summary:     "Write a record",
 		Description: "Writes in the home region and queues the write for the other regions, in one transaction.",
@@ -29,8 +29,8 @@ var (
 				"key", "value"),
 			Example: map[string]string{"key": "user:1", "value": "Alice"},
 		},
-		OK: WriteResponse{Success: true, Key: "user:1", PrimaryRegion: "us-east", ReplicatedTo: []string{"eu-west", "ap-south"},
-			Message: "Data written to us-east", Replication: "async", HLC: geo.HLC(7281865396531200000)},
+		OK: WriteResponse{Success: true, Key: "user:1", PrimaryRegion: "US-EAST", ReplicatedTo: []string{"EU-WEST", "ASIA-PAC"},
+			Message: "Written to US-EAST and replicating to 2 regions", Replication: "async", HLC: geo.HLC(7281865396531200000)},
 		Errors: []apidoc.Answer{badRegion},
 	}
 	opRead = apidoc.Operation{
